@@ -1,0 +1,419 @@
+package io.vswitch.vhost.net;
+
+import io.vswitch.notify.EventFd;
+import io.vswitch.vhost.memory.GuestMemory;
+import io.vswitch.vhost.memory.MemoryRegion;
+import io.vswitch.vhost.protocol.Features;
+import io.vswitch.vhost.virtio.VirtQueue;
+
+import java.lang.System.Logger.Level;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A virtio-net device as one vhost-user frontend drives it: one receive and one transmit queue over the
+ * guest memory it shared. The control thread changes it through the methods here; the worker sees it only
+ * while {@link #isRunning()}, and every change that could pull memory or a queue from under the worker
+ * first stops the data path and waits for {@link Quiescence}.
+ *
+ * <p>Queue numbering is virtio-net's: 0 is the guest's receive queue (we enqueue), 1 its transmit queue
+ * (we dequeue).
+ */
+public final class VirtioNetDevice {
+    public static final int RX_QUEUE = 0;
+    public static final int TX_QUEUE = 1;
+    public static final int QUEUES = 2;
+
+    private static final System.Logger LOG = System.getLogger("vswitch.vhost");
+
+    private final String name;
+    private final VirtQueue[] queues;
+    private final QueueSetup[] setup = {new QueueSetup(), new QueueSetup()};
+    private GuestMemory memory = GuestMemory.empty();
+    private long features;
+    private long protocolFeatures;
+    private long status;
+    private volatile boolean running;
+    private volatile Quiescence quiescence = Quiescence.NONE;
+    private volatile boolean broken;
+    private final List<Runnable> stateListeners = new ArrayList<>();
+
+    /** What the frontend told us about one queue; applied to the {@link VirtQueue} when the ring starts. */
+    private static final class QueueSetup {
+        int size;
+        long descAddr;
+        long availAddr;
+        long usedAddr;
+        boolean addressed;
+        int base;
+        boolean enabled;
+        boolean started;
+        EventFd kick;
+        EventFd call;
+        EventFd err;
+    }
+
+    public VirtioNetDevice(String name) {
+        this.name = name;
+        this.queues = new VirtQueue[] {new VirtQueue(name + " rx"), new VirtQueue(name + " tx")};
+    }
+
+    public String name() {
+        return name;
+    }
+
+    // ---------------------------------------------------------------- what the worker uses
+
+    /** True while both rings are started and enabled and the worker may run the data path. */
+    public boolean isRunning() {
+        return running;
+    }
+
+    /** The guest's receive queue: we enqueue into it. */
+    public VirtQueue rxQueue() {
+        return queues[RX_QUEUE];
+    }
+
+    /** The guest's transmit queue: we dequeue from it. */
+    public VirtQueue txQueue() {
+        return queues[TX_QUEUE];
+    }
+
+    /** The transmit queue's kick eventfd (for interrupt-driven workers), or null. */
+    public EventFd txKick() {
+        return setup[TX_QUEUE].kick;
+    }
+
+    /** Set by the switch when a worker starts polling this device. */
+    public void setQuiescence(Quiescence quiescence) {
+        this.quiescence = quiescence == null ? Quiescence.NONE : quiescence;
+    }
+
+    /** Called (on the control thread) whenever the device starts or stops running. */
+    public synchronized void addStateListener(Runnable listener) {
+        stateListeners.add(listener);
+    }
+
+    /** True once a queue fault or a rejected setup stopped the device until the frontend resets it. */
+    public boolean isBroken() {
+        return broken || queues[0].isBroken() || queues[1].isBroken();
+    }
+
+    // ---------------------------------------------------------------- control thread
+
+    public long features() {
+        return features;
+    }
+
+    public long protocolFeatures() {
+        return protocolFeatures;
+    }
+
+    public boolean hasProtocolFeature(int bit) {
+        return Features.has(protocolFeatures, bit);
+    }
+
+    public long status() {
+        return status;
+    }
+
+    public void setStatus(long status) {
+        this.status = status;
+    }
+
+    public GuestMemory memory() {
+        return memory;
+    }
+
+    /** Accepts negotiated features; returns an error text when the frontend asks for something not offered. */
+    public String setFeatures(long requested) {
+        long unknown = requested & ~Features.DEVICE_FEATURES;
+        if (unknown != 0) {
+            return "frontend set features we never offered: 0x" + Long.toHexString(unknown);
+        }
+        features = requested;
+        if (!Features.has(requested, Features.VHOST_USER_F_PROTOCOL_FEATURES)) {
+            // Without protocol features there is no SET_VRING_ENABLE: rings are enabled from the start.
+            for (QueueSetup s : setup) {
+                s.enabled = true;
+            }
+        }
+        update();
+        return null;
+    }
+
+    public String setProtocolFeatures(long requested) {
+        long unknown = requested & ~Features.PROTOCOL_FEATURES;
+        if (unknown != 0) {
+            return "frontend set protocol features we never offered: 0x" + Long.toHexString(unknown);
+        }
+        protocolFeatures = requested;
+        return null;
+    }
+
+    /** Replaces guest memory (SET_MEM_TABLE). Rings started on the old memory are translated again on the new one. */
+    public void setMemory(GuestMemory newMemory) {
+        GuestMemory old = memory;
+        swapMemory(newMemory, old::close);
+    }
+
+    /** Adds one region (ADD_MEM_REG); the regions already mapped stay mapped. */
+    public void addRegion(MemoryRegion region) {
+        swapMemory(memory.with(region), () -> { });
+    }
+
+    /** Removes one region (REM_MEM_REG) and unmaps it. */
+    public void removeRegion(long guestPhysAddr, long size, long userAddr) {
+        MemoryRegion[] removed = new MemoryRegion[1];
+        GuestMemory smaller = memory.without(guestPhysAddr, size, userAddr, removed);
+        swapMemory(smaller, removed[0]::close);
+    }
+
+    private void swapMemory(GuestMemory next, Runnable releaseOld) {
+        stop();
+        for (int i = 0; i < QUEUES; i++) {
+            if (queues[i].isConfigured()) {
+                // keep the ring's position: what we processed is in the queue, not in the frontend's base
+                setup[i].base = queues[i].lastAvailIndex();
+            }
+            queues[i].unconfigure();
+        }
+        memory = next;
+        releaseOld.run();
+        update();
+    }
+
+    public String setVringNum(int index, int size) {
+        String bad = checkIndex(index);
+        if (bad != null) {
+            return bad;
+        }
+        if (size < 1 || size > 32768 || Integer.bitCount(size) != 1) {
+            return "queue " + index + " size " + size + " is not a power of two in 1..32768";
+        }
+        setup[index].size = size;
+        return null;
+    }
+
+    public String setVringAddr(int index, long desc, long used, long avail) {
+        String bad = checkIndex(index);
+        if (bad != null) {
+            return bad;
+        }
+        QueueSetup s = setup[index];
+        s.descAddr = desc;
+        s.usedAddr = used;
+        s.availAddr = avail;
+        s.addressed = true;
+        if (s.started) {
+            stop();
+            queues[index].unconfigure();
+            s.base = queues[index].lastAvailIndex();
+            update();
+        }
+        return null;
+    }
+
+    public String setVringBase(int index, int base) {
+        String bad = checkIndex(index);
+        if (bad != null) {
+            return bad;
+        }
+        setup[index].base = base & 0xFFFF;
+        return null;
+    }
+
+    /** Stops the ring and returns where the frontend should resume (GET_VRING_BASE), or -1 for a bad index. */
+    public int getVringBase(int index) {
+        if (checkIndex(index) != null) {
+            return -1;
+        }
+        QueueSetup s = setup[index];
+        stop();
+        int base = queues[index].isConfigured() ? queues[index].lastAvailIndex() : s.base;
+        queues[index].unconfigure();
+        s.started = false;
+        s.base = base;
+        EventFd kick = s.kick;
+        s.kick = null;
+        if (kick != null) {
+            kick.close();
+        }
+        update();
+        return base;
+    }
+
+    /** Takes the kick eventfd (or none: the frontend wants us to poll) and starts the ring. */
+    public String setVringKick(int index, EventFd kick) {
+        String bad = checkIndex(index);
+        if (bad != null) {
+            if (kick != null) {
+                kick.close();
+            }
+            return bad;
+        }
+        QueueSetup s = setup[index];
+        stop();
+        EventFd old = s.kick;
+        s.kick = kick;
+        if (old != null) {
+            old.close();
+        }
+        s.started = true;
+        update();
+        return null;
+    }
+
+    public String setVringCall(int index, EventFd call) {
+        String bad = checkIndex(index);
+        if (bad != null) {
+            if (call != null) {
+                call.close();
+            }
+            return bad;
+        }
+        QueueSetup s = setup[index];
+        EventFd old = s.call;
+        s.call = call;
+        queues[index].setCall(call);
+        if (old != null) {
+            quiescence.await();
+            old.close();
+        }
+        return null;
+    }
+
+    public String setVringErr(int index, EventFd err) {
+        String bad = checkIndex(index);
+        if (bad != null) {
+            if (err != null) {
+                err.close();
+            }
+            return bad;
+        }
+        EventFd old = setup[index].err;
+        setup[index].err = err;
+        if (old != null) {
+            old.close();
+        }
+        return null;
+    }
+
+    public String setVringEnable(int index, boolean enable) {
+        String bad = checkIndex(index);
+        if (bad != null) {
+            return bad;
+        }
+        setup[index].enabled = enable;
+        if (!enable) {
+            stop();
+        }
+        update();
+        return null;
+    }
+
+    private static String checkIndex(int index) {
+        return index >= 0 && index < QUEUES ? null : "queue index " + index + " out of range (this device has " + QUEUES + ")";
+    }
+
+    /**
+     * Called by the worker's owner after it saw a queue fault: logs it once, tells the frontend through the
+     * error eventfd, and keeps the device stopped until the frontend sets the ring up again.
+     */
+    public void reportFault() {
+        for (int i = 0; i < QUEUES; i++) {
+            VirtQueue q = queues[i];
+            if (q.isBroken() && !broken) {
+                broken = true;
+                LOG.log(Level.WARNING, "port {0}: queue {1} stopped: {2} ({3}); other ports keep forwarding",
+                        name, q.name(), q.fault().description(), q.faultDetail());
+                EventFd err = setup[i].err;
+                if (err != null) {
+                    err.signal();
+                }
+            }
+        }
+    }
+
+    /** Marks the device unusable (a setup the guest gave was refused) until it is set up again. */
+    public void markBroken(String why) {
+        if (!broken) {
+            LOG.log(Level.WARNING, "port {0}: device stopped: {1}", name, why);
+        }
+        broken = true;
+        stop();
+    }
+
+    /** Forgets everything the frontend set up (RESET_OWNER, RESET_DEVICE, disconnect), releasing fds and memory. */
+    public void reset() {
+        stop();
+        for (int i = 0; i < QUEUES; i++) {
+            QueueSetup s = setup[i];
+            queues[i].unconfigure();
+            queues[i].setCall(null);
+            for (EventFd fd : new EventFd[] {s.kick, s.call, s.err}) {
+                if (fd != null) {
+                    fd.close();
+                }
+            }
+            setup[i] = new QueueSetup();
+        }
+        memory.close();
+        memory = GuestMemory.empty();
+        features = 0;
+        protocolFeatures = 0;
+        status = 0;
+        broken = false;
+        notifyListeners();
+    }
+
+    private void stop() {
+        if (running) {
+            running = false;
+            quiescence.await();
+            notifyListeners();
+        }
+    }
+
+    /** Starts the data path when both rings are ready; configures rings that are started but not yet configured. */
+    private void update() {
+        if (running) {
+            return;
+        }
+        boolean ready = true;
+        for (int i = 0; i < QUEUES; i++) {
+            QueueSetup s = setup[i];
+            VirtQueue q = queues[i];
+            if (!s.started || !s.addressed || s.size == 0 || memory.regionCount() == 0) {
+                ready = false;
+                continue;
+            }
+            if (!q.isConfigured()) {
+                String problem = q.configure(memory, s.size, s.descAddr, s.availAddr, s.usedAddr,
+                        Features.has(features, Features.VIRTIO_RING_F_EVENT_IDX),
+                        Features.has(features, Features.VIRTIO_NET_F_MRG_RXBUF), s.base);
+                if (problem != null) {
+                    markBroken("queue " + i + ": " + problem);
+                    return;
+                }
+                q.setCall(s.call);
+                broken = false;
+            }
+            if (!s.enabled) {
+                ready = false;
+            }
+        }
+        if (ready && !isBroken()) {
+            running = true;
+            LOG.log(Level.INFO, "port {0}: link up (features 0x{1}, rx {2} / tx {3} entries)", name,
+                    Long.toHexString(features), setup[RX_QUEUE].size, setup[TX_QUEUE].size);
+            notifyListeners();
+        }
+    }
+
+    private synchronized void notifyListeners() {
+        for (Runnable r : stateListeners) {
+            r.run();
+        }
+    }
+}

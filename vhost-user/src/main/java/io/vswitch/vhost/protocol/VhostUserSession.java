@@ -1,0 +1,301 @@
+package io.vswitch.vhost.protocol;
+
+import io.vswitch.notify.EventFd;
+import io.vswitch.vhost.memory.GuestMemory;
+import io.vswitch.vhost.memory.GuestMemoryException;
+import io.vswitch.vhost.memory.MemoryRegion;
+import io.vswitch.vhost.net.VirtioNetDevice;
+import io.vswitch.vhost.os.ReceivedFds;
+import io.vswitch.vhost.os.UnixSocket;
+
+import java.io.EOFException;
+import java.io.IOException;
+import java.lang.System.Logger.Level;
+import java.lang.foreign.Arena;
+import java.util.EnumMap;
+import java.util.Map;
+
+import static io.vswitch.vhost.protocol.VhostUserMessage.*;
+
+/**
+ * One frontend connection: reads messages, checks them, and applies them to a {@link VirtioNetDevice}
+ * through a table of handlers (request, descriptors it may carry, whether it replies). The device and data
+ * path know nothing of the wire format.
+ *
+ * <p>A message we cannot frame (bad version, oversized payload, truncated descriptors) ends the connection,
+ * since nothing after it can be trusted. A message we can frame but refuse (bad size, bad index, memory we
+ * will not map) is logged, counted, answered with a failure when the frontend asked for an answer, and
+ * marks the device broken where it touches the rings.
+ */
+public final class VhostUserSession implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger("vswitch.vhost");
+
+    /** Thrown by a handler to refuse a message: logged, counted and nacked. */
+    static final class Refused extends Exception {
+        Refused(String message) {
+            super(message, null, false, false);
+        }
+    }
+
+    @FunctionalInterface
+    interface Handler {
+        /** Applies the request; writes a reply into {@code msg} and returns true when it has one to send. */
+        boolean handle(VhostUserMessage msg, ReceivedFds fds) throws Refused;
+    }
+
+    private record Entry(int payloadSize, Handler handler) {
+        static final int VARIABLE = -1;
+    }
+
+    private final String port;
+    private final UnixSocket socket;
+    private final VirtioNetDevice device;
+    private final SessionCounters counters;
+    private final Arena arena = Arena.ofConfined();
+    private final VhostUserMessage msg;
+    private final ReceivedFds fds = new ReceivedFds();
+    private final Map<VhostUserRequest, Entry> handlers = new EnumMap<>(VhostUserRequest.class);
+
+    public VhostUserSession(String port, UnixSocket socket, VirtioNetDevice device, SessionCounters counters) {
+        this.port = port;
+        this.socket = socket;
+        this.device = device;
+        this.counters = counters;
+        this.msg = new VhostUserMessage(arena);
+        registerHandlers();
+    }
+
+    private void registerHandlers() {
+        on(VhostUserRequest.GET_FEATURES, 0, (m, f) -> replyU64(m, Features.DEVICE_FEATURES));
+        on(VhostUserRequest.SET_FEATURES, U64_SIZE, (m, f) -> apply(device.setFeatures(m.u64(0))));
+        on(VhostUserRequest.GET_PROTOCOL_FEATURES, 0, (m, f) -> replyU64(m, Features.PROTOCOL_FEATURES));
+        on(VhostUserRequest.SET_PROTOCOL_FEATURES, U64_SIZE, (m, f) -> apply(device.setProtocolFeatures(m.u64(0))));
+        on(VhostUserRequest.SET_OWNER, 0, (m, f) -> false);
+        on(VhostUserRequest.RESET_OWNER, 0, (m, f) -> {
+            device.reset();
+            return false;
+        });
+        on(VhostUserRequest.RESET_DEVICE, 0, (m, f) -> {
+            device.reset();
+            return false;
+        });
+        on(VhostUserRequest.GET_QUEUE_NUM, 0, (m, f) -> replyU64(m, 1));
+        on(VhostUserRequest.GET_MAX_MEM_SLOTS, 0, (m, f) -> replyU64(m, GuestMemory.MAX_REGIONS));
+        on(VhostUserRequest.SET_MEM_TABLE, Entry.VARIABLE, this::setMemTable);
+        on(VhostUserRequest.ADD_MEM_REG, MEM_REG_SIZE, this::addMemReg);
+        on(VhostUserRequest.REM_MEM_REG, MEM_REG_SIZE, this::remMemReg);
+        on(VhostUserRequest.SET_VRING_NUM, VRING_STATE_SIZE,
+                (m, f) -> apply(device.setVringNum(m.u32(VRING_STATE_INDEX), m.u32(VRING_STATE_NUM))));
+        on(VhostUserRequest.SET_VRING_BASE, VRING_STATE_SIZE,
+                (m, f) -> apply(device.setVringBase(m.u32(VRING_STATE_INDEX), m.u32(VRING_STATE_NUM))));
+        on(VhostUserRequest.SET_VRING_ADDR, VRING_ADDR_SIZE, (m, f) -> apply(device.setVringAddr(
+                m.u32(VRING_ADDR_INDEX), m.u64(VRING_ADDR_DESC), m.u64(VRING_ADDR_USED), m.u64(VRING_ADDR_AVAIL))));
+        on(VhostUserRequest.GET_VRING_BASE, VRING_STATE_SIZE, this::getVringBase);
+        on(VhostUserRequest.SET_VRING_KICK, U64_SIZE, (m, f) -> apply(device.setVringKick(queueIndex(m), eventFd(m, f))));
+        on(VhostUserRequest.SET_VRING_CALL, U64_SIZE, (m, f) -> apply(device.setVringCall(queueIndex(m), eventFd(m, f))));
+        on(VhostUserRequest.SET_VRING_ERR, U64_SIZE, (m, f) -> apply(device.setVringErr(queueIndex(m), eventFd(m, f))));
+        on(VhostUserRequest.SET_VRING_ENABLE, VRING_STATE_SIZE,
+                (m, f) -> apply(device.setVringEnable(m.u32(VRING_STATE_INDEX), m.u32(VRING_STATE_NUM) != 0)));
+        on(VhostUserRequest.SET_STATUS, U64_SIZE, (m, f) -> {
+            device.setStatus(m.u64(0) & 0xFF);
+            return false;
+        });
+        on(VhostUserRequest.GET_STATUS, 0, (m, f) -> replyU64(m, device.status()));
+        on(VhostUserRequest.SEND_RARP, U64_SIZE, (m, f) -> false);
+        on(VhostUserRequest.SET_LOG_BASE, Entry.VARIABLE, (m, f) -> {
+            throw new Refused("dirty logging is not offered (no LOG_SHMFD), SET_LOG_BASE refused");
+        });
+        on(VhostUserRequest.SET_LOG_FD, Entry.VARIABLE, (m, f) -> {
+            throw new Refused("dirty logging is not offered, SET_LOG_FD refused");
+        });
+    }
+
+    private void on(VhostUserRequest request, int payloadSize, Handler handler) {
+        handlers.put(request, new Entry(payloadSize, handler));
+    }
+
+    /**
+     * Serves messages until the frontend disconnects or sends something that cannot be framed. Returns
+     * normally on a clean disconnect.
+     */
+    public void serve() throws IOException {
+        while (true) {
+            try {
+                socket.receive(msg.header(), HEADER_SIZE, fds);
+            } catch (EOFException e) {
+                fds.closeAll();
+                return;
+            }
+            try {
+                if ((msg.flags() & VERSION_MASK) != VERSION) {
+                    throw protocolError("bad version in flags 0x" + Integer.toHexString(msg.flags()));
+                }
+                int size = msg.size();
+                if (size < 0 || size > MAX_PAYLOAD) {
+                    throw protocolError("payload size " + Integer.toUnsignedString(size) + " exceeds " + MAX_PAYLOAD);
+                }
+                if (size > 0) {
+                    socket.receive(msg.payload(), size, fds);
+                }
+                dispatch();
+            } finally {
+                fds.closeAll();
+            }
+        }
+    }
+
+    private IOException protocolError(String what) {
+        counters.protocolErrors++;
+        LOG.log(Level.WARNING, "port {0}: closing connection: {1}", port, what);
+        return new IOException(what);
+    }
+
+    private void dispatch() throws IOException {
+        int code = msg.request();
+        int flags = msg.flags();
+        VhostUserRequest request = VhostUserRequest.of(code);
+        counters.messages++;
+        Entry entry = request == null ? null : handlers.get(request);
+        String name = request == null ? "request " + code : request.name();
+        boolean ok;
+        boolean replied = false;
+        try {
+            if (entry == null) {
+                throw new Refused("unsupported " + name);
+            }
+            if (fds.count() > request.maxFds()) {
+                throw new Refused(name + " carried " + fds.count() + " descriptors, at most " + request.maxFds() + " allowed");
+            }
+            if (entry.payloadSize() != Entry.VARIABLE && msg.size() != entry.payloadSize()) {
+                throw new Refused(name + " payload is " + msg.size() + " bytes, expected " + entry.payloadSize());
+            }
+            replied = entry.handler().handle(msg, fds);
+            ok = true;
+        } catch (Refused e) {
+            counters.refusedMessages++;
+            LOG.log(Level.WARNING, "port {0}: refused {1}: {2}", port, name, e.getMessage());
+            ok = false;
+            if (request != null && request.replies()) {
+                // the frontend waits for this reply: answer with zeros rather than leave it hanging
+                msg.reply(code, request == VhostUserRequest.GET_VRING_BASE ? VRING_STATE_SIZE : U64_SIZE)
+                        .putU64(0, 0);
+                replied = true;
+            }
+        }
+        if (replied) {
+            send(msg);
+        } else if ((flags & FLAG_NEED_REPLY) != 0 && device.hasProtocolFeature(Features.PROTOCOL_F_REPLY_ACK)) {
+            send(msg.reply(code, U64_SIZE).putU64(0, ok ? 0 : 1));
+        }
+    }
+
+    private void send(VhostUserMessage reply) throws IOException {
+        socket.send(reply.buffer(), reply.wireLength(), null, 0);
+    }
+
+    private static boolean replyU64(VhostUserMessage m, long value) {
+        m.reply(m.request(), U64_SIZE).putU64(0, value);
+        return true;
+    }
+
+    private static boolean apply(String problem) throws Refused {
+        if (problem != null) {
+            throw new Refused(problem);
+        }
+        return false;
+    }
+
+    private static int queueIndex(VhostUserMessage m) {
+        return (int) (m.u64(0) & VRING_INDEX_MASK);
+    }
+
+    /** The eventfd a SET_VRING_KICK/CALL/ERR carries, or null with the "no fd" flag (poll instead). */
+    private static EventFd eventFd(VhostUserMessage m, ReceivedFds f) throws Refused {
+        boolean noFd = (m.u64(0) & VRING_NOFD_MASK) != 0;
+        if (noFd) {
+            if (f.count() != 0) {
+                throw new Refused("descriptor sent although the no-fd flag is set");
+            }
+            return null;
+        }
+        if (f.count() != 1) {
+            throw new Refused("expected one eventfd, got " + f.count());
+        }
+        try {
+            return EventFd.adopt(f.take(0));
+        } catch (RuntimeException e) {
+            throw new Refused("unusable eventfd: " + e.getMessage());
+        }
+    }
+
+    private boolean getVringBase(VhostUserMessage m, ReceivedFds f) throws Refused {
+        int index = m.u32(VRING_STATE_INDEX);
+        int base = device.getVringBase(index);
+        if (base < 0) {
+            throw new Refused("GET_VRING_BASE for queue " + index + " out of range");
+        }
+        m.reply(m.request(), VRING_STATE_SIZE).putU32(VRING_STATE_INDEX, index).putU32(VRING_STATE_NUM, base);
+        return true;
+    }
+
+    private boolean setMemTable(VhostUserMessage m, ReceivedFds f) throws Refused {
+        if (m.size() < MEMORY_REGIONS) {
+            throw new Refused("SET_MEM_TABLE payload of " + m.size() + " bytes is too short");
+        }
+        int n = m.u32(MEMORY_NREGIONS);
+        if (n < 1 || n > ReceivedFds.MAX_FDS) {
+            throw new Refused("SET_MEM_TABLE with " + Integer.toUnsignedString(n) + " regions (1.." + ReceivedFds.MAX_FDS + ")");
+        }
+        if (m.size() != MEMORY_REGIONS + n * REGION_SIZE) {
+            throw new Refused("SET_MEM_TABLE payload is " + m.size() + " bytes for " + n + " regions");
+        }
+        if (f.count() != n) {
+            throw new Refused("SET_MEM_TABLE has " + n + " regions but " + f.count() + " descriptors");
+        }
+        GuestMemory memory = GuestMemory.empty();
+        try {
+            for (int i = 0; i < n; i++) {
+                int at = MEMORY_REGIONS + i * REGION_SIZE;
+                memory = memory.with(MemoryRegion.map(f.take(i), m.u64(at + REGION_GUEST_PHYS),
+                        m.u64(at + REGION_MEMORY_SIZE), m.u64(at + REGION_USERSPACE), m.u64(at + REGION_MMAP_OFFSET)));
+            }
+        } catch (GuestMemoryException e) {
+            memory.close();
+            device.markBroken("memory table refused: " + e.getMessage());
+            throw new Refused(e.getMessage());
+        }
+        device.setMemory(memory);
+        LOG.log(Level.INFO, "port {0}: mapped {1} memory region(s)", port, n);
+        return false;
+    }
+
+    private boolean addMemReg(VhostUserMessage m, ReceivedFds f) throws Refused {
+        if (f.count() != 1) {
+            throw new Refused("ADD_MEM_REG needs one descriptor, got " + f.count());
+        }
+        try {
+            device.addRegion(MemoryRegion.map(f.take(0), m.u64(MEM_REG_REGION + REGION_GUEST_PHYS),
+                    m.u64(MEM_REG_REGION + REGION_MEMORY_SIZE), m.u64(MEM_REG_REGION + REGION_USERSPACE),
+                    m.u64(MEM_REG_REGION + REGION_MMAP_OFFSET)));
+        } catch (GuestMemoryException e) {
+            throw new Refused(e.getMessage());
+        }
+        return false;
+    }
+
+    private boolean remMemReg(VhostUserMessage m, ReceivedFds f) throws Refused {
+        try {
+            device.removeRegion(m.u64(MEM_REG_REGION + REGION_GUEST_PHYS), m.u64(MEM_REG_REGION + REGION_MEMORY_SIZE),
+                    m.u64(MEM_REG_REGION + REGION_USERSPACE));
+        } catch (GuestMemoryException e) {
+            throw new Refused(e.getMessage());
+        }
+        return false;
+    }
+
+    @Override
+    public void close() {
+        fds.closeAll();
+        arena.close();
+    }
+}

@@ -1,0 +1,127 @@
+package io.vswitch.vhost.virtio;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * A burst of frames received from a guest, described in place: each frame is a list of pieces (segment,
+ * offset, length) inside the source guest's memory, with the virtio-net header already skipped. Nothing
+ * is copied until a destination queue copies the pieces into its own buffers, so the cross-guest path
+ * copies each byte exactly once. Reused burst after burst: no allocation.
+ *
+ * <p>The descriptors stay owned by the guest's TX queue until the batch is {@link VirtQueue#completeTx
+ * completed}; a frame must not be read after that.
+ */
+public final class PacketBatch {
+    /** Frames whose chain holds more pieces than this are dropped (a legitimate guest uses far fewer). */
+    public static final int MAX_PIECES_PER_FRAME = 64;
+
+    private final int capacity;
+    private int count;
+    final int[] head;
+    final int[] frameLength;
+    final int[] firstPiece;
+    final int[] pieceCount;
+    int pieces;
+    final MemorySegment[] pieceSegment;
+    final long[] pieceOffset;
+    final int[] pieceLength;
+    /** Descriptor heads consumed by the burst but not forwarded (dropped frames), still to be returned. */
+    final int[] droppedHead;
+    int dropped;
+
+    public PacketBatch(int capacity) {
+        if (capacity < 1 || capacity > 1024) {
+            throw new IllegalArgumentException("burst capacity must be 1..1024: " + capacity);
+        }
+        this.capacity = capacity;
+        head = new int[capacity];
+        frameLength = new int[capacity];
+        firstPiece = new int[capacity];
+        pieceCount = new int[capacity];
+        int maxPieces = capacity * MAX_PIECES_PER_FRAME;
+        pieceSegment = new MemorySegment[maxPieces];
+        pieceOffset = new long[maxPieces];
+        pieceLength = new int[maxPieces];
+        droppedHead = new int[capacity];
+    }
+
+    public int capacity() {
+        return capacity;
+    }
+
+    public int count() {
+        return count;
+    }
+
+    void clear() {
+        count = 0;
+        pieces = 0;
+        dropped = 0;
+    }
+
+    void commitFrame(int headId, int length, int first, int numPieces) {
+        head[count] = headId;
+        frameLength[count] = length;
+        firstPiece[count] = first;
+        pieceCount[count] = numPieces;
+        count++;
+    }
+
+    public int frameLength(int frame) {
+        return frameLength[frame];
+    }
+
+    /** Byte {@code offset} of frame {@code frame}, wherever in its pieces it lies. */
+    public int frameByte(int frame, int offset) {
+        int p = firstPiece[frame];
+        int end = p + pieceCount[frame];
+        int remaining = offset;
+        for (; p < end; p++) {
+            if (remaining < pieceLength[p]) {
+                return pieceSegment[p].get(ValueLayout.JAVA_BYTE, pieceOffset[p] + remaining) & 0xFF;
+            }
+            remaining -= pieceLength[p];
+        }
+        throw new IndexOutOfBoundsException("offset " + offset + " beyond frame of " + frameLength[frame] + " bytes");
+    }
+
+    /**
+     * Six bytes at {@code offset} (a MAC address) as the low 48 bits of a long, big-endian as on the wire.
+     * The frame must be at least offset + 6 bytes long.
+     */
+    public long mac(int frame, int offset) {
+        int p = firstPiece[frame];
+        if (pieceLength[p] >= offset + 6) {
+            MemorySegment s = pieceSegment[p];
+            long base = pieceOffset[p] + offset;
+            long hi = Short.toUnsignedLong(s.get(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), base));
+            long lo = Integer.toUnsignedLong(s.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), base + 2));
+            return (hi << 32) | lo;
+        }
+        long mac = 0;
+        for (int i = 0; i < 6; i++) {
+            mac = (mac << 8) | frameByte(frame, offset + i);
+        }
+        return mac;
+    }
+
+    /** Copies the whole frame into {@code dst} at {@code dstOffset}. */
+    public void copyFrame(int frame, MemorySegment dst, long dstOffset) {
+        int p = firstPiece[frame];
+        int end = p + pieceCount[frame];
+        long at = dstOffset;
+        for (; p < end; p++) {
+            MemorySegment.copy(pieceSegment[p], pieceOffset[p], dst, at, pieceLength[p]);
+            at += pieceLength[p];
+        }
+    }
+
+    int firstPiece(int frame) {
+        return firstPiece[frame];
+    }
+
+    int pieceCount(int frame) {
+        return pieceCount[frame];
+    }
+}

@@ -1,0 +1,580 @@
+package io.vswitch.vhost.virtio;
+
+import io.vswitch.notify.EventFd;
+import io.vswitch.vhost.memory.GuestMemory;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
+
+import static io.vswitch.vhost.virtio.SplitRing.*;
+
+/**
+ * The device side of one split virtqueue in guest memory.
+ *
+ * <p>Two threads touch a queue, never at once: the control thread configures it while it is not
+ * published to a worker, and one worker runs the data path while it is. Everything the guest wrote is
+ * checked before use; a violation records a {@link QueueFault} and the queue does nothing more until the
+ * frontend sets it up again. No exception escapes the data-path methods.
+ *
+ * <p>Ring indices: {@code avail.idx} is read once per burst with acquire semantics, {@code used.idx} is
+ * written once per burst with release semantics, and a full fence orders that write before the read of the
+ * guest's interrupt suppression (flags or used_event), as the virtio memory model requires.
+ */
+public final class VirtQueue {
+    private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED;
+    private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED;
+    private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT_UNALIGNED;
+    private static final VarHandle U16_ATOMIC = ValueLayout.JAVA_SHORT.varHandle();
+
+    /** The largest frame accepted from a guest (we offer no GSO): 64 KiB plus an Ethernet header and VLAN tag. */
+    public static final int MAX_FRAME = 65536 + 18;
+
+    private final String name;
+    private final MemorySegment headerStage;
+
+    // configuration, written by the control thread while the queue is not published
+    private int size;
+    private int mask;
+    private MemorySegment desc;
+    private MemorySegment avail;
+    private MemorySegment used;
+    private GuestMemory memory;
+    private boolean eventIdx;
+    private boolean mergeable;
+    private volatile EventFd call;
+
+    // data-path state, owned by the worker while published
+    private int lastAvail;
+    private int availCache;
+    private int usedIdx;
+    private int usedPublished;
+    private volatile QueueFault fault = QueueFault.NONE;
+    private volatile String faultDetail = "";
+
+    // chain cursor (see beginChain / nextDescriptor)
+    private MemorySegment tableSegment;
+    private long tableBase;
+    private int tableSize;
+    private boolean inIndirect;
+    private int cursor;
+    private int visited;
+    private boolean chainDone;
+    private MemorySegment descSegment;
+    private long descOffset;
+    private long descLength;
+    private boolean descWrite;
+
+    // counters: written by the owning worker only, read by anyone (64-bit writes are atomic)
+    public long callsSent;
+    public long framesTooLarge;
+    public long framesTooManyPieces;
+    public long framesTooShort;
+    public long rxNoRoom;
+    public long rxBufferTooSmall;
+    public long faults;
+
+    // flat-source cursor for enqueue of a single buffer
+    private final MemorySegment[] flatSegment = new MemorySegment[1];
+    private final long[] flatOffset = new long[1];
+    private final int[] flatLength = new int[1];
+
+    public VirtQueue(String name) {
+        this.name = name;
+        this.headerStage = MemorySegment.ofArray(new byte[VirtioNetHeader.SIZE]);
+    }
+
+    public String name() {
+        return name;
+    }
+
+    /**
+     * Points the queue at rings given as frontend-virtual addresses. Returns null when they are usable, or
+     * why not. Call only while the queue is not published.
+     */
+    public String configure(GuestMemory memory, int size, long descAddr, long availAddr, long usedAddr,
+                            boolean eventIdx, boolean mergeable, int base) {
+        if (size < 1 || size > MAX_QUEUE_SIZE || Integer.bitCount(size) != 1) {
+            return "queue size " + size + " is not a power of two in 1.." + MAX_QUEUE_SIZE;
+        }
+        if ((descAddr & 15) != 0 || (availAddr & 1) != 0 || (usedAddr & 3) != 0) {
+            return String.format("misaligned rings: desc 0x%x, avail 0x%x, used 0x%x", descAddr, availAddr, usedAddr);
+        }
+        MemorySegment d = memory.sliceUser(descAddr, descTableBytes(size));
+        MemorySegment a = memory.sliceUser(availAddr, availBytes(size));
+        MemorySegment u = memory.sliceUser(usedAddr, usedBytes(size));
+        if (d == null || a == null || u == null) {
+            return String.format("rings not inside guest memory: desc 0x%x, avail 0x%x, used 0x%x (size %d)",
+                    descAddr, availAddr, usedAddr, size);
+        }
+        this.memory = memory;
+        this.size = size;
+        this.mask = size - 1;
+        this.desc = d;
+        this.avail = a;
+        this.used = u;
+        this.eventIdx = eventIdx;
+        this.mergeable = mergeable;
+        this.lastAvail = base & 0xFFFF;
+        this.usedIdx = base & 0xFFFF;
+        int inMemory = (short) U16_ATOMIC.getAcquire(u, (long) USED_IDX) & 0xFFFF;
+        if (inMemory != usedIdx) {
+            // The frontend's base disagrees with what we last published (e.g. after our own restart):
+            // the used ring is the truth, in-flight buffers are lost either way.
+            this.lastAvail = inMemory;
+            this.usedIdx = inMemory;
+        }
+        this.usedPublished = usedIdx;
+        this.availCache = lastAvail;
+        this.fault = QueueFault.NONE;
+        this.faultDetail = "";
+        return null;
+    }
+
+    /** Forgets the rings (memory is about to be unmapped). Call only while the queue is not published. */
+    public void unconfigure() {
+        memory = null;
+        desc = null;
+        avail = null;
+        used = null;
+    }
+
+    public boolean isConfigured() {
+        return used != null;
+    }
+
+    public int size() {
+        return size;
+    }
+
+    /** The next available index to process: what GET_VRING_BASE reports. */
+    public int lastAvailIndex() {
+        return lastAvail;
+    }
+
+    public void setCall(EventFd call) {
+        this.call = call;
+    }
+
+    public EventFd call() {
+        return call;
+    }
+
+    public QueueFault fault() {
+        return fault;
+    }
+
+    public String faultDetail() {
+        return faultDetail;
+    }
+
+    public boolean isBroken() {
+        return fault != QueueFault.NONE;
+    }
+
+    private boolean fail(QueueFault why, String detail) {
+        if (fault == QueueFault.NONE) {
+            faultDetail = detail;
+            fault = why;
+            faults++;
+        }
+        return false;
+    }
+
+    /**
+     * Asks the guest not to kick (busy-polling) or to kick (the worker is about to sleep). With EVENT_IDX the
+     * request is the avail_event index: kick when the entry after the last one we saw is made available.
+     */
+    public void setKicksWanted(boolean wanted) {
+        MemorySegment u = used;
+        if (u == null || fault != QueueFault.NONE) {
+            return;
+        }
+        try {
+            if (eventIdx) {
+                if (wanted) {
+                    U16_ATOMIC.setRelease(u, availEventOffset(size), (short) lastAvail);
+                }
+            } else {
+                u.set(U16, USED_FLAGS, (short) (wanted ? 0 : USED_F_NO_NOTIFY));
+            }
+            VarHandle.fullFence();
+        } catch (RuntimeException e) {
+            fail(QueueFault.MEMORY_GONE, e.getMessage());
+        }
+    }
+
+    /** True when the guest has made entries available that we have not taken yet. */
+    public boolean hasAvailable() {
+        MemorySegment a = avail;
+        if (a == null || fault != QueueFault.NONE) {
+            return false;
+        }
+        try {
+            return ((short) U16_ATOMIC.getAcquire(a, (long) AVAIL_IDX) & 0xFFFF) != lastAvail;
+        } catch (RuntimeException e) {
+            return fail(QueueFault.MEMORY_GONE, e.getMessage());
+        }
+    }
+
+    // ---------------------------------------------------------------- descriptor chains
+
+    private boolean beginChain(int head) {
+        if (head >= size) {
+            return fail(QueueFault.HEAD_OUT_OF_RANGE, "head " + head + " >= queue size " + size);
+        }
+        tableSegment = desc;
+        tableBase = 0;
+        tableSize = size;
+        inIndirect = false;
+        cursor = head;
+        visited = 0;
+        chainDone = false;
+        return true;
+    }
+
+    /** Advances to the next non-empty descriptor: 1 when there is one, 0 at the chain's end, -1 on a fault. */
+    private int nextDescriptor() {
+        while (!chainDone) {
+            if (++visited > tableSize) {
+                fail(QueueFault.CHAIN_LOOP, "chain visits more than " + tableSize + " descriptors");
+                return -1;
+            }
+            long at = tableBase + (long) cursor * DESC_SIZE;
+            final MemorySegment table = tableSegment;
+            long addr = table.get(U64, at + DESC_ADDR);
+            long length = Integer.toUnsignedLong(table.get(U32, at + DESC_LEN));
+            int flags = table.get(U16, at + DESC_FLAGS) & 0xFFFF;
+            int next = table.get(U16, at + DESC_NEXT) & 0xFFFF;
+            if ((flags & DESC_F_INDIRECT) != 0) {
+                if (inIndirect) {
+                    fail(QueueFault.NESTED_INDIRECT, "indirect descriptor " + cursor + " inside an indirect table");
+                    return -1;
+                }
+                if ((flags & DESC_F_NEXT) != 0 || length == 0 || length % DESC_SIZE != 0 || length / DESC_SIZE > size) {
+                    fail(QueueFault.BAD_INDIRECT, "indirect table of " + length + " bytes, flags 0x" + Integer.toHexString(flags));
+                    return -1;
+                }
+                int region = memory.findGuest(addr, length);
+                if (region < 0) {
+                    fail(QueueFault.ADDRESS_OUT_OF_MEMORY, String.format("indirect table at 0x%x (+%d)", addr, length));
+                    return -1;
+                }
+                tableSegment = memory.segment(region);
+                tableBase = memory.guestOffset(region, addr);
+                tableSize = (int) (length / DESC_SIZE);
+                inIndirect = true;
+                cursor = 0;
+                visited = 0;
+                continue;
+            }
+            if ((flags & DESC_F_NEXT) != 0) {
+                if (next >= tableSize) {
+                    fail(QueueFault.NEXT_OUT_OF_RANGE, "next " + next + " >= table size " + tableSize);
+                    return -1;
+                }
+                cursor = next;
+            } else {
+                chainDone = true;
+            }
+            if (length == 0) {
+                continue;
+            }
+            int region = memory.findGuest(addr, length);
+            if (region < 0) {
+                fail(QueueFault.ADDRESS_OUT_OF_MEMORY, String.format("buffer at 0x%x (+%d)", addr, length));
+                return -1;
+            }
+            descSegment = memory.segment(region);
+            descOffset = memory.guestOffset(region, addr);
+            descLength = length;
+            descWrite = (flags & DESC_F_WRITE) != 0;
+            return 1;
+        }
+        return 0;
+    }
+
+    // ---------------------------------------------------------------- guest TX: dequeue
+
+    /**
+     * Takes up to {@code batch.capacity()} frames the guest transmitted, described in place. Frames that
+     * are well-formed but unusable (too long, too many pieces, shorter than a header) are dropped and
+     * counted; their descriptors are returned by {@link #completeTx}.
+     */
+    public int dequeueBurst(PacketBatch batch) {
+        batch.clear();
+        final MemorySegment a = avail;
+        if (a == null || fault != QueueFault.NONE) {
+            return 0;
+        }
+        try {
+            int availIdx = (short) U16_ATOMIC.getAcquire(a, (long) AVAIL_IDX) & 0xFFFF;
+            int pending = (availIdx - lastAvail) & 0xFFFF;
+            if (pending == 0) {
+                return 0;
+            }
+            if (pending > size) {
+                fail(QueueFault.AVAIL_INDEX_JUMP, "avail.idx " + availIdx + " is " + pending + " ahead of " + lastAvail);
+                return 0;
+            }
+            int n = Math.min(pending, batch.capacity());
+            final int m = mask;
+            int next = lastAvail;
+            for (int i = 0; i < n; i++) {
+                int head = a.get(U16, AVAIL_RING + (long) AVAIL_ELEM_SIZE * (next & m)) & 0xFFFF;
+                if (!readTxChain(head, batch)) {
+                    batch.clear();
+                    return 0;
+                }
+                next = (next + 1) & 0xFFFF;
+            }
+            lastAvail = next;
+            return batch.count();
+        } catch (RuntimeException e) {
+            batch.clear();
+            fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
+            return 0;
+        }
+    }
+
+    private boolean readTxChain(int head, PacketBatch batch) {
+        if (!beginChain(head)) {
+            return false;
+        }
+        final int first = batch.pieces;
+        int pieces = 0;
+        long total = 0;
+        boolean drop = false;
+        int r;
+        while ((r = nextDescriptor()) > 0) {
+            if (descWrite) {
+                return fail(QueueFault.WRONG_DIRECTION, "device-writable descriptor in a TX chain (head " + head + ")");
+            }
+            long start = 0;
+            if (total < VirtioNetHeader.SIZE) {
+                start = Math.min(descLength, VirtioNetHeader.SIZE - total);
+            }
+            total += descLength;
+            if (drop || start == descLength) {
+                continue;
+            }
+            if (total > MAX_FRAME + VirtioNetHeader.SIZE) {
+                framesTooLarge++;
+                drop = true;
+                continue;
+            }
+            if (pieces == PacketBatch.MAX_PIECES_PER_FRAME) {
+                framesTooManyPieces++;
+                drop = true;
+                continue;
+            }
+            int p = first + pieces++;
+            batch.pieceSegment[p] = descSegment;
+            batch.pieceOffset[p] = descOffset + start;
+            batch.pieceLength[p] = (int) (descLength - start);
+        }
+        if (r < 0) {
+            return false;
+        }
+        if (!drop && total <= VirtioNetHeader.SIZE) {
+            framesTooShort++;
+            drop = true;
+        }
+        if (drop) {
+            batch.droppedHead[batch.dropped++] = head;
+        } else {
+            batch.pieces = first + pieces;
+            batch.commitFrame(head, (int) (total - VirtioNetHeader.SIZE), first, pieces);
+        }
+        return true;
+    }
+
+    /** Returns every descriptor of the last burst to the guest, publishes used.idx once, and calls if asked. */
+    public void completeTx(PacketBatch batch) {
+        final MemorySegment u = used;
+        if (u == null || fault != QueueFault.NONE) {
+            return;
+        }
+        try {
+            final int m = mask;
+            int idx = usedIdx;
+            for (int i = 0, n = batch.count(); i < n; i++) {
+                long at = USED_RING + (long) USED_ELEM_SIZE * (idx & m);
+                u.set(U32, at + USED_ELEM_ID, batch.head[i]);
+                u.set(U32, at + USED_ELEM_LEN, 0);
+                idx = (idx + 1) & 0xFFFF;
+            }
+            for (int i = 0, n = batch.dropped; i < n; i++) {
+                long at = USED_RING + (long) USED_ELEM_SIZE * (idx & m);
+                u.set(U32, at + USED_ELEM_ID, batch.droppedHead[i]);
+                u.set(U32, at + USED_ELEM_LEN, 0);
+                idx = (idx + 1) & 0xFFFF;
+            }
+            usedIdx = idx;
+            publishUsed();
+        } catch (RuntimeException e) {
+            fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
+        }
+    }
+
+    // ---------------------------------------------------------------- guest RX: enqueue
+
+    /** Copies frame {@code frame} of {@code batch} into the guest's receive buffers; false when it does not fit. */
+    public boolean enqueue(PacketBatch batch, int frame) {
+        return enqueue(batch.pieceSegment, batch.pieceOffset, batch.pieceLength, batch.firstPiece(frame),
+                batch.pieceCount(frame), batch.frameLength(frame));
+    }
+
+    /** Copies {@code length} bytes of {@code frame} at {@code offset} into the guest's receive buffers. */
+    public boolean enqueue(MemorySegment frame, long offset, int length) {
+        flatSegment[0] = frame;
+        flatOffset[0] = offset;
+        flatLength[0] = length;
+        return enqueue(flatSegment, flatOffset, flatLength, 0, 1, length);
+    }
+
+    private boolean enqueue(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength) {
+        final MemorySegment a = avail;
+        final MemorySegment u = used;
+        if (a == null || fault != QueueFault.NONE) {
+            return false;
+        }
+        final int startAvail = lastAvail;
+        final int startUsed = usedIdx;
+        try {
+            final MemorySegment header = headerStage;
+            // source cursor: piece -1 is the header, then the frame's pieces
+            int piece = -1;
+            MemorySegment srcSegment = header;
+            long srcOffset = 0;
+            long srcLeft = VirtioNetHeader.SIZE;
+            long remaining = VirtioNetHeader.SIZE + (long) frameLength;
+            MemorySegment numBuffersSegment = null;
+            long numBuffersOffset = 0;
+            int buffers = 0;
+            final int m = mask;
+            while (remaining > 0) {
+                if (availCache == lastAvail) {
+                    availCache = (short) U16_ATOMIC.getAcquire(a, (long) AVAIL_IDX) & 0xFFFF;
+                    int pending = (availCache - lastAvail) & 0xFFFF;
+                    if (pending > size) {
+                        fail(QueueFault.AVAIL_INDEX_JUMP, "avail.idx " + availCache + " is " + pending + " ahead of " + lastAvail);
+                        return false;
+                    }
+                    if (pending == 0) {
+                        rxNoRoom++;
+                        return rollback(startAvail, startUsed);
+                    }
+                }
+                int head = a.get(U16, AVAIL_RING + (long) AVAIL_ELEM_SIZE * (lastAvail & m)) & 0xFFFF;
+                lastAvail = (lastAvail + 1) & 0xFFFF;
+                if (!beginChain(head)) {
+                    return false;
+                }
+                long written = 0;
+                int r;
+                while (remaining > 0 && (r = nextDescriptor()) != 0) {
+                    if (r < 0) {
+                        return false;
+                    }
+                    if (!descWrite) {
+                        return fail(QueueFault.WRONG_DIRECTION, "device-readable descriptor in an RX chain (head " + head + ")");
+                    }
+                    long dstOffset = descOffset;
+                    long room = descLength;
+                    while (room > 0 && remaining > 0) {
+                        if (srcLeft == 0) {
+                            piece = piece < 0 ? first : piece + 1;
+                            srcSegment = segments[piece];
+                            srcOffset = offsets[piece];
+                            srcLeft = lengths[piece];
+                            continue;
+                        }
+                        long chunk = Math.min(room, srcLeft);
+                        if (piece < 0 && numBuffersSegment == null && srcOffset <= VirtioNetHeader.NUM_BUFFERS
+                                && srcOffset + chunk >= VirtioNetHeader.NUM_BUFFERS + 2) {
+                            numBuffersSegment = descSegment;
+                            numBuffersOffset = dstOffset + VirtioNetHeader.NUM_BUFFERS - srcOffset;
+                        }
+                        MemorySegment.copy(srcSegment, srcOffset, descSegment, dstOffset, chunk);
+                        srcOffset += chunk;
+                        srcLeft -= chunk;
+                        dstOffset += chunk;
+                        room -= chunk;
+                        remaining -= chunk;
+                        written += chunk;
+                    }
+                }
+                long at = USED_RING + (long) USED_ELEM_SIZE * (usedIdx & m);
+                u.set(U32, at + USED_ELEM_ID, head);
+                u.set(U32, at + USED_ELEM_LEN, (int) written);
+                usedIdx = (usedIdx + 1) & 0xFFFF;
+                buffers++;
+                if (remaining > 0 && !mergeable) {
+                    rxBufferTooSmall++;
+                    return rollback(startAvail, startUsed);
+                }
+            }
+            if (numBuffersSegment != null) {
+                numBuffersSegment.set(U16, numBuffersOffset, (short) buffers);
+            } else {
+                // the header's num_buffers field straddled two descriptors: no real driver does that
+                rxBufferTooSmall++;
+                return rollback(startAvail, startUsed);
+            }
+            return true;
+        } catch (RuntimeException e) {
+            fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
+            return false;
+        }
+    }
+
+    private boolean rollback(int startAvail, int startUsed) {
+        lastAvail = startAvail;
+        usedIdx = startUsed;
+        return false;
+    }
+
+    /** Publishes what {@link #enqueue} wrote since the last flush (once per burst) and calls the guest if asked. */
+    public void flushRx() {
+        if (usedIdx == usedPublished || used == null || fault != QueueFault.NONE) {
+            return;
+        }
+        try {
+            publishUsed();
+        } catch (RuntimeException e) {
+            fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
+        }
+    }
+
+    private void publishUsed() {
+        final int newIdx = usedIdx;
+        final int oldIdx = usedPublished;
+        if (newIdx == oldIdx) {
+            return;
+        }
+        U16_ATOMIC.setRelease(used, (long) USED_IDX, (short) newIdx);
+        usedPublished = newIdx;
+        EventFd c = call;
+        if (c == null) {
+            return;
+        }
+        VarHandle.fullFence();
+        if (eventIdx) {
+            int usedEvent = avail.get(U16, usedEventOffset(size)) & 0xFFFF;
+            if (!needEvent(usedEvent, newIdx, oldIdx)) {
+                return;
+            }
+        } else if ((avail.get(U16, AVAIL_FLAGS) & AVAIL_F_NO_INTERRUPT) != 0) {
+            return;
+        }
+        if (c.signal()) {
+            callsSent++;
+        }
+    }
+
+    @Override
+    public String toString() {
+        return name;
+    }
+}
