@@ -1,0 +1,72 @@
+package io.vswitch.config;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Objects;
+import java.util.OptionalInt;
+
+/**
+ * The {@code switch:} section of a topology.
+ *
+ * @param cpus             cores to pin workers to; worker {@code i} gets {@code cpus[i % size]}, empty = unpinned
+ * @param macAgingSeconds  how long a learned MAC stays without traffic from it (learning mode)
+ * @param hybridQuietPolls empty polls before a {@link NotifyMode#HYBRID} worker goes back to sleeping on interrupts
+ * @param runtimeDir       where the counters file lives
+ */
+public record SwitchSettings(
+        BridgeMode mode,
+        NotifyMode notifyMode,
+        int workers,
+        List<Integer> cpus,
+        int burst,
+        int macAgingSeconds,
+        int hybridQuietPolls,
+        Path runtimeDir) {
+
+    public static final BridgeMode DEFAULT_MODE = BridgeMode.LEARNING;
+    public static final NotifyMode DEFAULT_NOTIFY = NotifyMode.POLL;
+    public static final int DEFAULT_WORKERS = 1;
+    public static final int DEFAULT_BURST = 32;
+    public static final int MAX_BURST = 256;
+    public static final int DEFAULT_MAC_AGING_SECONDS = 300;
+    public static final int DEFAULT_HYBRID_QUIET_POLLS = 1000;
+
+    public SwitchSettings {
+        Objects.requireNonNull(mode, "mode");
+        Objects.requireNonNull(notifyMode, "notifyMode");
+        Objects.requireNonNull(runtimeDir, "runtimeDir");
+        cpus = List.copyOf(cpus);
+        if (workers < 1) {
+            throw new IllegalArgumentException("workers must be >= 1, got " + workers);
+        }
+    }
+
+    /** Every setting at its default, with the runtime directory of the current user. */
+    public static SwitchSettings defaults() {
+        return defaults(defaultRuntimeDir());
+    }
+
+    /** Every setting at its default, with the given runtime directory. */
+    public static SwitchSettings defaults(Path runtimeDir) {
+        return new SwitchSettings(DEFAULT_MODE, DEFAULT_NOTIFY, DEFAULT_WORKERS, List.of(), DEFAULT_BURST,
+                DEFAULT_MAC_AGING_SECONDS, DEFAULT_HYBRID_QUIET_POLLS, runtimeDir);
+    }
+
+    /** {@code $XDG_RUNTIME_DIR/vswitch}, or {@code /tmp/vswitch-$UID} when that variable is unset. */
+    public static Path defaultRuntimeDir() {
+        return defaultRuntimeDir(System.getenv("XDG_RUNTIME_DIR"), new com.sun.security.auth.module.UnixSystem().getUid());
+    }
+
+    static Path defaultRuntimeDir(String xdgRuntimeDir, long uid) {
+        // The uid suffix keeps users of a shared /tmp from colliding on (or hijacking) each other's directory.
+        if (xdgRuntimeDir == null || xdgRuntimeDir.isBlank()) {
+            return Path.of("/tmp", "vswitch-" + uid);
+        }
+        return Path.of(xdgRuntimeDir, "vswitch");
+    }
+
+    /** The core worker {@code worker} is pinned to, if any. */
+    public OptionalInt cpuFor(int worker) {
+        return cpus.isEmpty() ? OptionalInt.empty() : OptionalInt.of(cpus.get(worker % cpus.size()));
+    }
+}
