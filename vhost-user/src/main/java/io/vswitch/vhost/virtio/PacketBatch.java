@@ -68,6 +68,11 @@ public final class PacketBatch {
         count++;
     }
 
+    /** Frames taken from the ring but dropped as unusable (too long, too short, too many pieces). */
+    public int droppedCount() {
+        return dropped;
+    }
+
     public int frameLength(int frame) {
         return frameLength[frame];
     }

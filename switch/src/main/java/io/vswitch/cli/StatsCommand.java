@@ -1,0 +1,110 @@
+package io.vswitch.cli;
+
+import io.vswitch.config.SwitchSettings;
+import io.vswitch.engine.CountersFile;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+@Command(name = "stats", mixinStandardHelpOptions = true,
+        description = "Prints the counters of a running switch, read from its counters file without stopping it.")
+final class StatsCommand implements Callable<Integer> {
+    @Option(names = "--counters", paramLabel = "FILE",
+            description = "counters file (default: the default runtime directory's: ${DEFAULT-VALUE})")
+    Path file = SwitchSettings.defaultRuntimeDir().resolve(CountersFile.FILE_NAME);
+
+    @Option(names = {"-w", "--watch"}, description = "print again every interval, with rates")
+    boolean watch;
+
+    @Option(names = {"-i", "--interval"}, paramLabel = "SECONDS", description = "watch interval (default: ${DEFAULT-VALUE})")
+    double interval = 1.0;
+
+    @Option(names = {"-n", "--count"}, paramLabel = "N", description = "with --watch: stop after N tables (default: forever)")
+    int count = -1;
+
+    @Override
+    public Integer call() throws Exception {
+        CountersFile.Snapshot previous = null;
+        long previousNanos = 0;
+        for (int printed = 0; count < 0 || printed < Math.max(1, count); printed++) {
+            CountersFile.Snapshot now;
+            try {
+                now = CountersFile.read(file);
+            } catch (IOException e) {
+                System.err.println("vswitch stats: " + e.getMessage() + " (is the switch running? see --counters)");
+                return Main.EXIT_FAILURE;
+            }
+            long nanos = System.nanoTime();
+            print(now, watch ? previous : null, (nanos - previousNanos) / 1e9);
+            if (!watch) {
+                break;
+            }
+            previous = now;
+            previousNanos = nanos;
+            if (count >= 0 && printed + 1 >= count) {
+                break;
+            }
+            Thread.sleep((long) (interval * 1000));
+        }
+        return Main.EXIT_OK;
+    }
+
+    private static final String[] PORT_COLUMNS = {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
+            "drop_rx_ring_full", "drop_no_buffers", "drop_port_down", "drop_invalid", "drop_over_mtu",
+            "notifications", "kicks", "queue_faults", "connections", "protocol_errors", "macs_learned", "mac_moves", "link_up"};
+
+    static void print(CountersFile.Snapshot snap, CountersFile.Snapshot previous, double seconds) {
+        Map<String, Map<String, Long>> ports = group(snap, "port");
+        Map<String, Map<String, Long>> before = previous == null ? Map.of() : group(previous, "port");
+        System.out.printf("vswitch pid %d, up %.0f s%n", snap.pid(), (System.currentTimeMillis() - snap.startMillis()) / 1000.0);
+        StringBuilder head = new StringBuilder(String.format("%-12s", "port"));
+        List<String> columns = new ArrayList<>(List.of(PORT_COLUMNS));
+        for (String c : columns) {
+            head.append(String.format(" %14s", c));
+        }
+        if (previous != null) {
+            head.append(String.format(" %12s %12s", "rx_pps", "tx_pps"));
+        }
+        System.out.println(head);
+        for (var entry : ports.entrySet()) {
+            StringBuilder row = new StringBuilder(String.format("%-12s", entry.getKey()));
+            for (String c : columns) {
+                row.append(String.format(" %14d", entry.getValue().getOrDefault(c, 0L)));
+            }
+            if (previous != null) {
+                Map<String, Long> old = before.getOrDefault(entry.getKey(), Map.of());
+                row.append(String.format(" %12.0f %12.0f",
+                        rate(entry.getValue(), old, "rx_packets", seconds), rate(entry.getValue(), old, "tx_packets", seconds)));
+            }
+            System.out.println(row);
+        }
+        for (var entry : group(snap, "worker").entrySet()) {
+            System.out.printf("worker %-5s busy_loops %d idle_loops %d cross_worker_frames %d%n", entry.getKey(),
+                    entry.getValue().getOrDefault("busy_loops", 0L), entry.getValue().getOrDefault("idle_loops", 0L),
+                    entry.getValue().getOrDefault("cross_worker_frames", 0L));
+        }
+        System.out.flush();
+    }
+
+    private static double rate(Map<String, Long> now, Map<String, Long> old, String key, double seconds) {
+        return seconds <= 0 ? 0 : (now.getOrDefault(key, 0L) - old.getOrDefault(key, 0L)) / seconds;
+    }
+
+    static Map<String, Map<String, Long>> group(CountersFile.Snapshot snap, String scope) {
+        Map<String, Map<String, Long>> out = new LinkedHashMap<>();
+        for (CountersFile.Sample s : snap.samples()) {
+            if (s.scope().equals(scope)) {
+                out.computeIfAbsent(s.name(), k -> new HashMap<>()).put(s.counter(), s.value());
+            }
+        }
+        return out;
+    }
+}

@@ -1,0 +1,164 @@
+package io.vswitch.engine;
+
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+
+/**
+ * The learning bridge's MAC table, shared by all workers without locks.
+ *
+ * <p>Open addressing with linear probing over two parallel arrays. A slot's key ({@code mac + 1}, 0 when
+ * free) is claimed once by CAS and then only replaced, by CAS, when its entry has aged out; its value packs
+ * the port ({@code port + 1}, 0 when flushed) and the time last seen, written with release semantics, so a
+ * reader sees a whole entry. A MAC that appears on another port simply moves (last writer wins).
+ *
+ * <pre>
+ * value: | port + 1 (16 bits) | last seen, ms since table creation (48 bits) |
+ * </pre>
+ */
+final class MacTable {
+    static final int MISS = -1;
+    private static final int MAX_PROBES = 16;
+    private static final long TIME_MASK = (1L << 48) - 1;
+    private static final VarHandle SLOTS = MethodHandles.arrayElementVarHandle(long[].class);
+
+    private final long[] keys;
+    private final long[] values;
+    private final int mask;
+    private final long agingMillis;
+    private final int[] portLimit;
+    private final AtomicIntegerArray portCount;
+    private final long epochNanos = System.nanoTime();
+
+    /** Outcome of {@link #learn}, for counters. */
+    static final int LEARNED_NONE = 0;
+    static final int LEARNED_NEW = 1;
+    static final int LEARNED_MOVE = 2;
+    static final int LEARNED_LIMITED = 3;
+
+    MacTable(int capacity, long agingMillis, int[] portLimit) {
+        int size = Integer.highestOneBit(Math.max(16, capacity - 1)) << 1;
+        keys = new long[size];
+        values = new long[size];
+        mask = size - 1;
+        this.agingMillis = agingMillis;
+        this.portLimit = portLimit.clone();
+        this.portCount = new AtomicIntegerArray(portLimit.length);
+    }
+
+    /** Milliseconds on the table's clock; workers read it once per burst. */
+    long now() {
+        return ((System.nanoTime() - epochNanos) / 1_000_000L) & TIME_MASK;
+    }
+
+    private static int hash(long mac) {
+        long h = mac * 0x9E3779B97F4A7C15L;
+        return (int) (h ^ (h >>> 29));
+    }
+
+    private boolean live(long value, long now) {
+        return (value >>> 48) != 0 && now - (value & TIME_MASK) < agingMillis;
+    }
+
+    /** The port that {@code mac} was last seen on, or {@link #MISS}. */
+    int lookup(long mac, long now) {
+        final long key = mac + 1;
+        final long[] k = keys;
+        int i = hash(mac) & mask;
+        for (int probe = 0; probe < MAX_PROBES; probe++, i = (i + 1) & mask) {
+            long slot = (long) SLOTS.getAcquire(k, i);
+            if (slot == key) {
+                long value = (long) SLOTS.getAcquire(values, i);
+                return live(value, now) ? (int) (value >>> 48) - 1 : MISS;
+            }
+            if (slot == 0) {
+                return MISS;
+            }
+        }
+        return MISS;
+    }
+
+    /** Records that {@code mac} was seen on {@code port}. */
+    int learn(long mac, int port, long now) {
+        final long key = mac + 1;
+        final long fresh = ((long) (port + 1) << 48) | now;
+        int i = hash(mac) & mask;
+        int reusable = -1;
+        for (int probe = 0; probe < MAX_PROBES; probe++, i = (i + 1) & mask) {
+            long slot = (long) SLOTS.getAcquire(keys, i);
+            if (slot == key) {
+                long old = (long) SLOTS.getAcquire(values, i);
+                int oldPort = (int) (old >>> 48) - 1;
+                if (oldPort == port && live(old, now)) {
+                    if (now - (old & TIME_MASK) > 1000) {
+                        SLOTS.setRelease(values, i, fresh);   // refresh at most once a second per MAC
+                    }
+                    return LEARNED_NONE;
+                }
+                if (!admit(port)) {
+                    return LEARNED_LIMITED;
+                }
+                SLOTS.setRelease(values, i, fresh);
+                if (oldPort >= 0 && live(old, now)) {
+                    portCount.decrementAndGet(oldPort);
+                    return LEARNED_MOVE;
+                }
+                if (oldPort >= 0) {
+                    portCount.decrementAndGet(oldPort);
+                }
+                return LEARNED_NEW;
+            }
+            if (slot == 0) {
+                if (!admit(port)) {
+                    return LEARNED_LIMITED;
+                }
+                if (SLOTS.compareAndSet(keys, i, 0L, key)) {
+                    SLOTS.setRelease(values, i, fresh);
+                    return LEARNED_NEW;
+                }
+                portCount.decrementAndGet(port);
+                return learn(mac, port, now);   // lost a race for this slot: start over
+            }
+            if (reusable < 0 && !live((long) SLOTS.getAcquire(values, i), now)) {
+                reusable = i;
+            }
+        }
+        if (reusable >= 0 && admit(port)) {
+            long oldKey = (long) SLOTS.getAcquire(keys, reusable);
+            long oldValue = (long) SLOTS.getAcquire(values, reusable);
+            if (!live(oldValue, now) && SLOTS.compareAndSet(keys, reusable, oldKey, key)) {
+                int oldPort = (int) (oldValue >>> 48) - 1;
+                if (oldPort >= 0) {
+                    portCount.decrementAndGet(oldPort);
+                }
+                SLOTS.setRelease(values, reusable, fresh);
+                return LEARNED_NEW;
+            }
+            portCount.decrementAndGet(port);
+        }
+        return LEARNED_LIMITED;
+    }
+
+    private boolean admit(int port) {
+        if (portCount.incrementAndGet(port) > portLimit[port]) {
+            portCount.decrementAndGet(port);
+            return false;
+        }
+        return true;
+    }
+
+    /** Forgets every MAC learned on {@code port} (its link went down). */
+    void flush(int port) {
+        for (int i = 0; i < keys.length; i++) {
+            long value = (long) SLOTS.getAcquire(values, i);
+            if ((int) (value >>> 48) - 1 == port) {
+                SLOTS.setRelease(values, i, 0L);
+            }
+        }
+        portCount.set(port, 0);
+    }
+
+    int learnedOn(int port) {
+        return portCount.get(port);
+    }
+}

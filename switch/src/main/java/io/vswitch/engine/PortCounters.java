@@ -1,0 +1,57 @@
+package io.vswitch.engine;
+
+import org.agrona.concurrent.status.AtomicCounter;
+
+/**
+ * The counters of one switch port, in the counters file. Directions are the switch's: {@code rx} is what
+ * the port received from its guest (the guest's transmit queue), {@code tx} what the switch transmitted to
+ * the guest. Drops are counted on the port whose queue or state caused them.
+ */
+final class PortCounters implements AutoCloseable {
+    final AtomicCounter rxPackets;
+    final AtomicCounter rxBytes;
+    final AtomicCounter txPackets;
+    final AtomicCounter txBytes;
+    final AtomicCounter dropRxRingFull;
+    final AtomicCounter dropNoBuffers;
+    final AtomicCounter dropPortDown;
+    final AtomicCounter dropInvalid;
+    final AtomicCounter dropOverMtu;
+    final AtomicCounter notifications;
+    final AtomicCounter kicks;
+    final AtomicCounter queueFaults;
+    final AtomicCounter connections;
+    final AtomicCounter protocolErrors;
+    final AtomicCounter macsLearned;
+    final AtomicCounter macMoves;
+    final AtomicCounter linkUp;
+
+    PortCounters(CountersFile file, String port) {
+        rxPackets = file.newCounter("port", port, "rx_packets");
+        rxBytes = file.newCounter("port", port, "rx_bytes");
+        txPackets = file.newCounter("port", port, "tx_packets");
+        txBytes = file.newCounter("port", port, "tx_bytes");
+        dropRxRingFull = file.newCounter("port", port, "drop_rx_ring_full");
+        dropNoBuffers = file.newCounter("port", port, "drop_no_buffers");
+        dropPortDown = file.newCounter("port", port, "drop_port_down");
+        dropInvalid = file.newCounter("port", port, "drop_invalid");
+        dropOverMtu = file.newCounter("port", port, "drop_over_mtu");
+        notifications = file.newCounter("port", port, "notifications");
+        kicks = file.newCounter("port", port, "kicks");
+        queueFaults = file.newCounter("port", port, "queue_faults");
+        connections = file.newCounter("port", port, "connections");
+        protocolErrors = file.newCounter("port", port, "protocol_errors");
+        macsLearned = file.newCounter("port", port, "macs_learned");
+        macMoves = file.newCounter("port", port, "mac_moves");
+        linkUp = file.newCounter("port", port, "link_up");
+    }
+
+    @Override
+    public void close() {
+        for (AtomicCounter c : new AtomicCounter[] {rxPackets, rxBytes, txPackets, txBytes, dropRxRingFull,
+                dropNoBuffers, dropPortDown, dropInvalid, dropOverMtu, notifications, kicks, queueFaults,
+                connections, protocolErrors, macsLearned, macMoves, linkUp}) {
+            c.close();
+        }
+    }
+}

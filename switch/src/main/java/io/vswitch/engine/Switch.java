@@ -1,0 +1,318 @@
+package io.vswitch.engine;
+
+import io.vswitch.config.BridgeMode;
+import io.vswitch.config.Link;
+import io.vswitch.config.NotifyMode;
+import io.vswitch.config.PortConfig;
+import io.vswitch.config.SocketRole;
+import io.vswitch.config.SwitchConfig;
+import io.vswitch.config.SwitchSettings;
+import io.vswitch.config.VlanMode;
+import io.vswitch.rings.PacketBufferPool;
+import io.vswitch.rings.SpscLongRing;
+import io.vswitch.sys.Affinity;
+import io.vswitch.vhost.VhostUserPort;
+import io.vswitch.vhost.os.MappedMemory;
+import io.vswitch.vhost.os.SharedMemory;
+import io.vswitch.vhost.virtio.VirtQueue;
+import org.agrona.concurrent.AgentRunner;
+import org.agrona.concurrent.BackoffIdleStrategy;
+import org.agrona.concurrent.BusySpinIdleStrategy;
+import org.agrona.concurrent.IdleStrategy;
+import org.agrona.concurrent.status.AtomicCounter;
+
+import java.io.IOException;
+import java.lang.System.Logger.Level;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.GroupPrincipal;
+import java.nio.file.attribute.PosixFileAttributeView;
+import java.nio.file.attribute.PosixFilePermission;
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A running switch built from a {@link SwitchConfig}: its ports (each a vhost-user socket with its own
+ * control thread), its workers (Agrona agents on their own threads), the counters file, and a housekeeping
+ * task that mirrors control-plane counters into it.
+ */
+public final class Switch implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger("vswitch");
+    /** Buffers per worker for frames that cross workers. */
+    private static final int POOL_BUFFERS = 4096;
+
+    private final SwitchConfig config;
+    private final CountersFile counters;
+    private final List<SwitchPort> ports = new ArrayList<>();
+    private final List<Worker> workers = new ArrayList<>();
+    private final List<AgentRunner> runners = new ArrayList<>();
+    private final List<MappedMemory> poolMemory = new ArrayList<>();
+    private final ScheduledExecutorService housekeeping;
+
+    private Switch(SwitchConfig config, CountersFile counters) {
+        this.config = config;
+        this.counters = counters;
+        this.housekeeping = Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "vswitch-housekeeping");
+            t.setDaemon(true);
+            return t;
+        });
+    }
+
+    /** Refuses settings the data plane does not implement yet, rather than silently ignoring them. */
+    public static List<String> unsupported(SwitchConfig config) {
+        List<String> problems = new ArrayList<>();
+        for (PortConfig p : config.ports()) {
+            if (!(p.vlan() instanceof VlanMode.Untagged)) {
+                problems.add("port " + p.name() + ": vlan/trunk is not implemented by the data plane yet");
+            }
+            if (p.queues() != 1) {
+                problems.add("port " + p.name() + ": only 1 queue pair is implemented yet");
+            }
+            if (p.notifyMode() == NotifyMode.INTERRUPT || p.notifyMode() == NotifyMode.HYBRID) {
+                problems.add("port " + p.name() + ": notify " + p.notifyMode().name().toLowerCase()
+                        + " is not implemented yet (use poll or monitor)");
+            }
+        }
+        NotifyMode mode = config.settings().notifyMode();
+        if (mode == NotifyMode.INTERRUPT || mode == NotifyMode.HYBRID) {
+            problems.add("switch.notify " + mode.name().toLowerCase() + " is not implemented yet (use poll or monitor)");
+        }
+        return problems;
+    }
+
+    public static Switch start(SwitchConfig config) throws IOException {
+        List<String> problems = unsupported(config);
+        if (!problems.isEmpty()) {
+            throw new IllegalArgumentException(String.join("\n", problems));
+        }
+        SwitchSettings settings = config.settings();
+        Files.createDirectories(settings.runtimeDir());
+        CountersFile counters = CountersFile.create(settings.runtimeDir().resolve(CountersFile.FILE_NAME),
+                64 + config.ports().size() * 24 + settings.workers() * 4);
+        Switch sw = new Switch(config, counters);
+        try {
+            sw.build();
+        } catch (RuntimeException | IOException e) {
+            sw.close();
+            throw e;
+        }
+        return sw;
+    }
+
+    private void build() throws IOException {
+        SwitchSettings settings = config.settings();
+        boolean learning = settings.mode() == BridgeMode.LEARNING;
+        int[] macLimits = config.ports().stream().mapToInt(PortConfig::macLimit).toArray();
+        MacTable macTable = learning ? new MacTable(Math.max(4096, 2 * sum(macLimits)),
+                settings.macAgingSeconds() * 1000L, macLimits) : null;
+
+        SwitchPort[] all = new SwitchPort[config.ports().size()];
+        Map<String, SwitchPort> byName = new HashMap<>();
+        for (int i = 0; i < all.length; i++) {
+            PortConfig pc = config.ports().get(i);
+            VhostUserPort vhost = new VhostUserPort(pc.name(), pc.socket(),
+                    pc.role() == SocketRole.CLIENT ? VhostUserPort.Role.CLIENT : VhostUserPort.Role.SERVER);
+            SwitchPort port = new SwitchPort(i, pc.name(), vhost, pc.worker(), pc.mtu(), new PortCounters(counters, pc.name()));
+            all[i] = port;
+            byName.put(pc.name(), port);
+            ports.add(port);
+        }
+        for (Link link : config.links()) {
+            byName.get(link.first()).peer = byName.get(link.second());
+            byName.get(link.second()).peer = byName.get(link.first());
+        }
+
+        int n = settings.workers();
+        int maxMtu = config.ports().stream().mapToInt(PortConfig::mtu).max().orElse(1500);
+        long bufferSize = (Worker.META_SIZE + maxMtu + 18 + 63) & ~63L;
+        PacketBufferPool[] pools = new PacketBufferPool[n];
+        for (int w = 0; w < n; w++) {
+            pools[w] = n > 1 ? newPool(bufferSize) : null;
+            workers.add(new Worker(w, learning, macTable, all, settings.burst(), pools[w], n, counters));
+        }
+        int ringSize = Integer.highestOneBit(POOL_BUFFERS - 1) << 1;
+        for (Worker a : workers) {
+            a.setPeerPools(pools);
+            for (Worker b : workers) {
+                if (a != b) {
+                    a.connect(b, new SpscLongRing(ringSize), new SpscLongRing(ringSize));
+                }
+            }
+        }
+        for (SwitchPort port : all) {
+            Worker owner = workers.get(port.worker);
+            owner.addPort(port);
+            port.device.setQuiescence(owner::awaitQuiescence);
+        }
+        for (SwitchPort port : all) {
+            port.vhost.start();
+            PortConfig pc = config.ports().get(port.index);
+            if (port.vhost.role() == VhostUserPort.Role.SERVER) {
+                applySocketOwnership(pc);
+            }
+        }
+        for (Worker worker : workers) {
+            int cpu = settings.cpus().isEmpty() ? -1 : settings.cpus().get(worker.id() % settings.cpus().size());
+            AgentRunner runner = new AgentRunner(idleStrategy(settings.notifyMode()), this::onWorkerError, null,
+                    new PinnedAgent(worker, cpu));
+            runners.add(runner);
+            AgentRunner.startOnThread(runner);
+        }
+        housekeeping.scheduleAtFixedRate(this::mirrorControlCounters, 100, 250, TimeUnit.MILLISECONDS);
+        LOG.log(Level.INFO, "vswitch up: {0} mode, {1} port(s), {2} worker(s), notify {3}, counters in {4}",
+                settings.mode().name().toLowerCase().replace('_', '-'), all.length, n,
+                settings.notifyMode().name().toLowerCase(), counters.path());
+    }
+
+    private PacketBufferPool newPool(long bufferSize) {
+        long bytes = bufferSize * POOL_BUFFERS;
+        long huge = 2L << 20;
+        int fd;
+        long length;
+        try {
+            length = (bytes + huge - 1) / huge * huge;
+            fd = SharedMemory.memfd("vswitch-pool", length, true);
+        } catch (RuntimeException noHugepages) {
+            length = bytes;
+            fd = SharedMemory.memfd("vswitch-pool", length, false);
+            LOG.log(Level.INFO, "packet pool in regular pages (no free hugepages: {0})", noHugepages.getMessage());
+        }
+        try {
+            MappedMemory mapping = SharedMemory.map(fd, length, 0);
+            poolMemory.add(mapping);
+            return new PacketBufferPool(mapping.segment(), bufferSize, POOL_BUFFERS);
+        } finally {
+            io.vswitch.sys.Libc.closeQuietly(fd);
+        }
+    }
+
+    private static int sum(int[] values) {
+        long total = 0;
+        for (int v : values) {
+            total += v;
+        }
+        return (int) Math.min(1 << 24, total);
+    }
+
+    private static IdleStrategy idleStrategy(NotifyMode mode) {
+        return switch (mode) {
+            case POLL -> new BusySpinIdleStrategy();
+            // watch the rings with PAUSE, then yield, then park up to 100 µs: the software MWAIT
+            case MONITOR -> new BackoffIdleStrategy(200, 50, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(100));
+            default -> throw new IllegalArgumentException("notify " + mode + " is not implemented yet");
+        };
+    }
+
+    private void applySocketOwnership(PortConfig pc) throws IOException {
+        if (pc.socketMode().isPresent()) {
+            Files.setPosixFilePermissions(pc.socket(), permissions(pc.socketMode().getAsInt()));
+        }
+        if (pc.socketGroup().isPresent()) {
+            GroupPrincipal group = pc.socket().getFileSystem().getUserPrincipalLookupService()
+                    .lookupPrincipalByGroupName(pc.socketGroup().get());
+            Files.getFileAttributeView(pc.socket(), PosixFileAttributeView.class).setGroup(group);
+        }
+    }
+
+    static Set<PosixFilePermission> permissions(int mode) {
+        Set<PosixFilePermission> set = EnumSet.noneOf(PosixFilePermission.class);
+        PosixFilePermission[] order = {
+            PosixFilePermission.OTHERS_EXECUTE, PosixFilePermission.OTHERS_WRITE, PosixFilePermission.OTHERS_READ,
+            PosixFilePermission.GROUP_EXECUTE, PosixFilePermission.GROUP_WRITE, PosixFilePermission.GROUP_READ,
+            PosixFilePermission.OWNER_EXECUTE, PosixFilePermission.OWNER_WRITE, PosixFilePermission.OWNER_READ,
+        };
+        for (int bit = 0; bit < order.length; bit++) {
+            if ((mode & (1 << bit)) != 0) {
+                set.add(order[bit]);
+            }
+        }
+        return set;
+    }
+
+    private void onWorkerError(Throwable t) {
+        LOG.log(Level.ERROR, "worker error (the worker keeps running)", t);
+    }
+
+    private void mirrorControlCounters() {
+        try {
+            for (SwitchPort port : ports) {
+                VirtQueue rx = port.device.rxQueue();
+                VirtQueue tx = port.device.txQueue();
+                set(port.counters.notifications, rx.callsSent + tx.callsSent);
+                set(port.counters.connections, port.vhost.counters().connections);
+                set(port.counters.protocolErrors, port.vhost.counters().protocolErrors + port.vhost.counters().refusedMessages);
+            }
+        } catch (RuntimeException e) {
+            LOG.log(Level.WARNING, "housekeeping: {0}", e.toString());
+        }
+    }
+
+    private static void set(AtomicCounter counter, long value) {
+        counter.setRelease(value);
+    }
+
+    public Path countersPath() {
+        return counters.path();
+    }
+
+    public SwitchConfig config() {
+        return config;
+    }
+
+    /** Stops ports (frontends see the socket close: link down), then workers; removes socket files. */
+    @Override
+    public void close() {
+        housekeeping.shutdownNow();
+        for (SwitchPort port : ports) {
+            try {
+                port.vhost.close();
+            } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, "closing port {0}: {1}", port.name, e.toString());
+            }
+        }
+        for (AgentRunner runner : runners) {
+            runner.close();
+        }
+        for (MappedMemory m : poolMemory) {
+            m.close();
+        }
+        counters.close();
+    }
+
+    /** Sets the worker's thread name and CPU before it starts polling. */
+    private record PinnedAgent(Worker worker, int cpu) implements org.agrona.concurrent.Agent {
+        @Override
+        public void onStart() {
+            if (cpu >= 0) {
+                try {
+                    Affinity.pinCurrentThread(cpu);
+                } catch (RuntimeException e) {
+                    LOG.log(Level.WARNING, "worker {0}: cannot pin to cpu {1}: {2}", worker.id(), cpu, e.getMessage());
+                }
+            }
+        }
+
+        @Override
+        public int doWork() {
+            return worker.doWork();
+        }
+
+        @Override
+        public void onClose() {
+            worker.onClose();
+        }
+
+        @Override
+        public String roleName() {
+            return worker.roleName();
+        }
+    }
+}

@@ -1,0 +1,400 @@
+package io.vswitch.engine;
+
+import io.vswitch.rings.PacketBufferPool;
+import io.vswitch.rings.SpscLongRing;
+import io.vswitch.vhost.net.VirtioNetDevice;
+import io.vswitch.vhost.virtio.PacketBatch;
+import io.vswitch.vhost.virtio.VirtQueue;
+import org.agrona.concurrent.Agent;
+import org.agrona.concurrent.ManyToOneConcurrentArrayQueue;
+import org.agrona.concurrent.status.AtomicCounter;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+
+/**
+ * A busy-polling worker: owns some ports' queues, takes bursts from its guests' transmit queues and copies
+ * each frame once into the destination guests' receive queues.
+ *
+ * <p>Frames for ports of another worker are copied into a buffer of this worker's pool and handed over on
+ * an SPSC ring; the other worker copies them into its guest and hands the buffer back on a return ring.
+ * Control threads never touch the worker's state: they queue commands, and wait for a grace period
+ * ({@link #awaitQuiescence()}) before freeing anything the worker might still be reading.
+ */
+final class Worker implements Agent {
+    /** Cross-worker buffer header: frame length, destination port (-1: flood), source port. */
+    static final int META_LENGTH = 0;
+    static final int META_DESTINATION = 4;
+    static final int META_SOURCE = 8;
+    static final int META_SIZE = 16;
+    static final int FLOOD = -1;
+
+    private static final VarHandle EPOCH;
+
+    static {
+        try {
+            EPOCH = MethodHandles.lookup().findVarHandle(Worker.class, "epoch", long.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
+
+    private final int id;
+    private final boolean learning;
+    private final MacTable macTable;
+    private final SwitchPort[] allPorts;
+    private SwitchPort[] ports;
+    private final PacketBatch batch;
+    private final ManyToOneConcurrentArrayQueue<Runnable> commands = new ManyToOneConcurrentArrayQueue<>(256);
+    private final AtomicCounter busyLoops;
+    private final AtomicCounter idleLoops;
+    private final AtomicCounter crossWorkerFrames;
+
+    // cross-worker hand-off, indexed by the other worker's id (null for this one)
+    private final PacketBufferPool pool;
+    private final SpscLongRing[] outbound;
+    private final SpscLongRing[] inbound;
+    private final SpscLongRing[] returnsToOwner;
+    private final SpscLongRing[] returnsFromPeers;
+    private final long[][] staged;
+    private final int[] stagedCount;
+    private final long[] handles;
+
+    /** Odd while inside the data path; see {@link #awaitQuiescence()}. */
+    @SuppressWarnings("unused")
+    private volatile long epoch;
+    private volatile boolean running = true;
+
+    Worker(int id, boolean learning, MacTable macTable, SwitchPort[] allPorts, int burst, PacketBufferPool pool,
+           int workers, CountersFile counters) {
+        this.id = id;
+        this.learning = learning;
+        this.macTable = macTable;
+        this.allPorts = allPorts;
+        this.ports = new SwitchPort[0];
+        this.batch = new PacketBatch(burst);
+        this.pool = pool;
+        this.outbound = new SpscLongRing[workers];
+        this.inbound = new SpscLongRing[workers];
+        this.returnsToOwner = new SpscLongRing[workers];
+        this.returnsFromPeers = new SpscLongRing[workers];
+        this.staged = new long[workers][burst];
+        this.stagedCount = new int[workers];
+        this.handles = new long[burst];
+        this.busyLoops = counters.newCounter("worker", Integer.toString(id), "busy_loops");
+        this.idleLoops = counters.newCounter("worker", Integer.toString(id), "idle_loops");
+        this.crossWorkerFrames = counters.newCounter("worker", Integer.toString(id), "cross_worker_frames");
+    }
+
+    /** Wires the rings between this worker and {@code other}: frames go out on {@code out}, come back on {@code back}. */
+    void connect(Worker other, SpscLongRing out, SpscLongRing back) {
+        outbound[other.id] = out;
+        returnsFromPeers[other.id] = back;
+        other.inbound[id] = out;
+        other.returnsToOwner[id] = back;
+    }
+
+    int id() {
+        return id;
+    }
+
+    @Override
+    public String roleName() {
+        return "vswitch-worker-" + id;
+    }
+
+    /** Queues {@code command} to run on the worker thread between bursts. */
+    boolean submit(Runnable command) {
+        return commands.offer(command);
+    }
+
+    /** Adds a port to this worker (through a command, so the worker never sees a half-built list). */
+    void addPort(SwitchPort port) {
+        Runnable add = () -> {
+            SwitchPort[] next = java.util.Arrays.copyOf(ports, ports.length + 1);
+            next[ports.length] = port;
+            ports = next;
+        };
+        if (!running) {
+            add.run();
+        } else {
+            submit(add);
+        }
+    }
+
+    /**
+     * Returns once the worker cannot be using anything unpublished before the call: it is outside the data
+     * path now, or has begun a new pass since.
+     */
+    void awaitQuiescence() {
+        long seen = epoch;
+        if ((seen & 1) == 0 || !running || Thread.currentThread().getName().equals(roleName())) {
+            return;
+        }
+        long deadline = System.nanoTime() + 1_000_000_000L;
+        while (epoch == seen && running) {
+            if (System.nanoTime() > deadline) {
+                throw new IllegalStateException("worker " + id + " did not reach a quiescent point within 1 s");
+            }
+            Thread.onSpinWait();
+        }
+    }
+
+    @Override
+    public void onClose() {
+        running = false;
+    }
+
+    @Override
+    public int doWork() {
+        int work = commands.drain(Runnable::run);
+        EPOCH.setVolatile(this, epoch + 1);
+        try {
+            work += pass();
+        } finally {
+            EPOCH.setVolatile(this, epoch + 1);
+        }
+        if (work > 0) {
+            busyLoops.incrementRelease();
+        } else {
+            idleLoops.incrementRelease();
+        }
+        return work;
+    }
+
+    private int pass() {
+        int work = 0;
+        final SwitchPort[] local = ports;
+        final PacketBatch b = batch;
+        for (SwitchPort port : local) {
+            VirtioNetDevice device = port.device;
+            if (!device.isRunning()) {
+                if (port.seenRunning) {
+                    linkDown(port);
+                }
+                continue;
+            }
+            if (!port.seenRunning) {
+                linkUp(port);
+            }
+            VirtQueue tx = device.txQueue();
+            int n = tx.dequeueBurst(b);
+            if (n > 0) {
+                forward(port, b, n);
+                work += n;
+            }
+            int invalid = b.droppedCount();
+            if (invalid > 0) {
+                port.counters.dropInvalid.getAndAddRelease(invalid);
+                work += invalid;
+            }
+            tx.completeTx(b);
+            if (tx.isBroken() || device.rxQueue().isBroken()) {
+                port.counters.queueFaults.incrementRelease();
+                device.reportFault();
+            }
+        }
+        if (pool != null) {
+            work += receiveFromPeers();
+            sendStaged();
+            for (SpscLongRing back : returnsFromPeers) {
+                if (back != null) {
+                    pool.reclaim(back);
+                }
+            }
+        }
+        for (SwitchPort port : local) {
+            if (port.seenRunning) {
+                port.device.rxQueue().flushRx();
+            }
+        }
+        return work;
+    }
+
+    private void linkUp(SwitchPort port) {
+        port.seenRunning = true;
+        // we busy-poll: ask the guest not to kick us
+        port.device.txQueue().setKicksWanted(false);
+        port.device.rxQueue().setKicksWanted(false);
+        port.counters.linkUp.setRelease(1);
+    }
+
+    private void linkDown(SwitchPort port) {
+        port.seenRunning = false;
+        port.counters.linkUp.setRelease(0);
+        if (macTable != null) {
+            macTable.flush(port.index);
+        }
+    }
+
+    private void forward(SwitchPort src, PacketBatch b, int n) {
+        long bytes = 0;
+        final int maxFrame = src.maxFrame;
+        final long now = learning ? macTable.now() : 0;
+        for (int i = 0; i < n; i++) {
+            int length = b.frameLength(i);
+            bytes += length;
+            if (length > maxFrame) {
+                src.counters.dropOverMtu.incrementRelease();
+                continue;
+            }
+            if (!learning) {
+                deliver(src, src.peer, b, i, length);
+                continue;
+            }
+            if (length < 14) {
+                src.counters.dropInvalid.incrementRelease();
+                continue;
+            }
+            long dstMac = b.mac(i, 0);
+            long srcMac = b.mac(i, 6);
+            if ((srcMac & 0x0100_0000_0000L) == 0) {
+                int learned = macTable.learn(srcMac, src.index, now);
+                if (learned == MacTable.LEARNED_NEW) {
+                    src.counters.macsLearned.incrementRelease();
+                } else if (learned == MacTable.LEARNED_MOVE) {
+                    src.counters.macMoves.incrementRelease();
+                }
+            }
+            int out = (dstMac & 0x0100_0000_0000L) != 0 ? MacTable.MISS : macTable.lookup(dstMac, now);
+            if (out == MacTable.MISS) {
+                flood(src, b, i, length);
+            } else if (out != src.index) {
+                deliver(src, allPorts[out], b, i, length);
+            }
+        }
+        src.counters.rxPackets.getAndAddRelease(n);
+        src.counters.rxBytes.getAndAddRelease(bytes);
+    }
+
+    private void flood(SwitchPort src, PacketBatch b, int frame, int length) {
+        final SwitchPort[] local = ports;
+        for (SwitchPort dst : local) {
+            if (dst != src) {
+                deliver(src, dst, b, frame, length);
+            }
+        }
+        for (int w = 0; w < outbound.length; w++) {
+            if (outbound[w] != null) {
+                stage(w, src, FLOOD, b, frame, length);
+            }
+        }
+    }
+
+    private void deliver(SwitchPort src, SwitchPort dst, PacketBatch b, int frame, int length) {
+        if (dst == null) {
+            return;
+        }
+        if (dst.worker != id) {
+            stage(dst.worker, src, dst.index, b, frame, length);
+            return;
+        }
+        if (!dst.device.isRunning() || !dst.seenRunning) {
+            dst.counters.dropPortDown.incrementRelease();
+            return;
+        }
+        if (dst.device.rxQueue().enqueue(b, frame)) {
+            dst.counters.txPackets.incrementRelease();
+            dst.counters.txBytes.getAndAddRelease(length);
+        } else {
+            dst.counters.dropRxRingFull.incrementRelease();
+        }
+    }
+
+    private void stage(int worker, SwitchPort src, int dstIndex, PacketBatch b, int frame, int length) {
+        SwitchPort dropOn = dstIndex >= 0 ? allPorts[dstIndex] : src;
+        if (stagedCount[worker] == staged[worker].length || length + META_SIZE > pool.bufferSize()) {
+            dropOn.counters.dropNoBuffers.incrementRelease();
+            return;
+        }
+        long handle = pool.acquire();
+        if (handle == PacketBufferPool.NO_BUFFER) {
+            dropOn.counters.dropNoBuffers.incrementRelease();
+            return;
+        }
+        MemorySegment memory = pool.memory();
+        long at = pool.offset(handle);
+        memory.set(ValueLayout.JAVA_INT, at + META_LENGTH, length);
+        memory.set(ValueLayout.JAVA_INT, at + META_DESTINATION, dstIndex);
+        memory.set(ValueLayout.JAVA_INT, at + META_SOURCE, src.index);
+        b.copyFrame(frame, memory, at + META_SIZE);
+        staged[worker][stagedCount[worker]++] = handle;
+    }
+
+    private void sendStaged() {
+        for (int w = 0; w < outbound.length; w++) {
+            int count = stagedCount[w];
+            if (count == 0) {
+                continue;
+            }
+            int sent = outbound[w].offer(staged[w], 0, count);
+            for (int i = sent; i < count; i++) {
+                long handle = staged[w][i];
+                int dst = pool.memory().get(ValueLayout.JAVA_INT, pool.offset(handle) + META_DESTINATION);
+                allPorts[dst >= 0 ? dst : pool.memory().get(ValueLayout.JAVA_INT, pool.offset(handle) + META_SOURCE)]
+                        .counters.dropNoBuffers.incrementRelease();
+                pool.release(handle);
+            }
+            crossWorkerFrames.getAndAddRelease(sent);
+            stagedCount[w] = 0;
+        }
+    }
+
+    private int receiveFromPeers() {
+        int work = 0;
+        final long[] h = handles;
+        for (int w = 0; w < inbound.length; w++) {
+            SpscLongRing ring = inbound[w];
+            if (ring == null) {
+                continue;
+            }
+            int n = ring.poll(h, 0, h.length);
+            if (n == 0) {
+                continue;
+            }
+            PacketBufferPool owner = poolOf(w);
+            MemorySegment memory = owner.memory();
+            for (int i = 0; i < n; i++) {
+                long at = owner.offset(h[i]);
+                int length = memory.get(ValueLayout.JAVA_INT, at + META_LENGTH);
+                int dst = memory.get(ValueLayout.JAVA_INT, at + META_DESTINATION);
+                if (dst >= 0) {
+                    deliverBuffer(allPorts[dst], memory, at + META_SIZE, length);
+                } else {
+                    for (SwitchPort port : ports) {
+                        deliverBuffer(port, memory, at + META_SIZE, length);
+                    }
+                }
+            }
+            // the ring back is as large as the owner's pool, so it always has room
+            returnsToOwner[w].offer(h, 0, n);
+            work += n;
+        }
+        return work;
+    }
+
+    private PacketBufferPool[] peerPools;
+
+    void setPeerPools(PacketBufferPool[] pools) {
+        this.peerPools = pools;
+    }
+
+    private PacketBufferPool poolOf(int worker) {
+        return peerPools[worker];
+    }
+
+    private void deliverBuffer(SwitchPort dst, MemorySegment memory, long offset, int length) {
+        if (!dst.device.isRunning() || !dst.seenRunning) {
+            dst.counters.dropPortDown.incrementRelease();
+            return;
+        }
+        if (dst.device.rxQueue().enqueue(memory, offset, length)) {
+            dst.counters.txPackets.incrementRelease();
+            dst.counters.txBytes.getAndAddRelease(length);
+        } else {
+            dst.counters.dropRxRingFull.incrementRelease();
+        }
+    }
+}
