@@ -44,12 +44,27 @@ class TestPmdForwardingTest {
         run("learning", false);
     }
 
+    @Test
+    void crossConnectAcrossTwoWorkers() throws Exception {
+        run("cross-connect", false, 2);
+    }
+
+    @Test
+    void learningBridgeAcrossTwoWorkers() throws Exception {
+        run("learning", false, 2);
+    }
+
     private void run(String mode, boolean hugepages) throws Exception {
+        run(mode, hugepages, 1);
+    }
+
+    private void run(String mode, boolean hugepages, int workers) throws Exception {
         TestPmd.require();
         String yaml = """
                 switch:
                   mode: %s
-                  notify: poll
+                  notify: %s
+                  workers: %d
                   runtime-dir: %s
                 ports:
                   - name: a
@@ -57,7 +72,9 @@ class TestPmdForwardingTest {
                   - name: b
                     socket: %s
                 %s
-                """.formatted(mode, dir.resolve("run"), dir.resolve("a.sock"), dir.resolve("b.sock"),
+                """.formatted(mode,
+                // three busy-polling threads (two workers and testpmd's) cannot share two cores: let idle workers back off
+                workers > 1 ? "monitor" : "poll", workers, dir.resolve("run"), dir.resolve("a.sock"), dir.resolve("b.sock"),
                 mode.equals("cross-connect") ? "links:\n  - [a, b]\n" : "");
         SwitchConfig config = ConfigLoader.parse(yaml, "test.yaml");
         try (Switch sw = Switch.start(config)) {
@@ -89,8 +106,8 @@ class TestPmdForwardingTest {
                 long bRx = value(snap, "b", "rx_packets");
                 long aTx = value(snap, "a", "tx_packets");
                 long bTx = value(snap, "b", "tx_packets");
-                System.out.printf("%s%s: testpmd %s; switch a rx %d tx %d, b rx %d tx %d%n", mode,
-                        hugepages ? " (hugepages)" : "", stats, aRx, aTx, bRx, bTx);
+                System.out.printf("%s%s, %d worker(s): testpmd %s; switch a rx %d tx %d, b rx %d tx %d%n", mode,
+                        hugepages ? " (hugepages)" : "", workers, stats, aRx, aTx, bRx, bTx);
 
                 assertTrue(aRx > 100_000, "traffic flowed: " + aRx + " frames from port 0 in " + TRAFFIC);
                 assertTrue(bRx > 100_000, "traffic flowed both ways: " + bRx);
@@ -119,6 +136,11 @@ class TestPmdForwardingTest {
                 SecondProcess.Result stats2 = SecondProcess.vswitch("stats", "--counters", sw.countersPath().toString());
                 assertEquals(0, stats2.exitCode(), stats2.output());
                 assertTrue(stats2.output().contains(Long.toString(aRx)), stats2.output());
+                if (workers > 1) {
+                    long crossed = snap.samples().stream().filter(s -> s.counter().equals("cross_worker_frames"))
+                            .mapToLong(CountersFile.Sample::value).sum();
+                    assertTrue(crossed >= aRx / 2, "frames crossed workers through the rings: " + crossed);
+                }
             }
         }
     }
