@@ -48,14 +48,15 @@ final class RunCommand implements Callable<Integer> {
             System.err.println("vswitch: cannot start: " + e.getMessage());
             return Main.EXIT_FAILURE;
         }
-        Thread hook = new Thread(() -> {
-            System.out.println("vswitch: shutting down");
-            sw.close();
-            stopped.countDown();
-        }, "vswitch-shutdown");
-        Runtime.getRuntime().addShutdownHook(hook);
+        // SIGTERM and SIGINT are a request to stop: close ports (guests see link down), remove sockets, exit 0
+        for (String signal : new String[] {"TERM", "INT"}) {
+            sun.misc.Signal.handle(new sun.misc.Signal(signal), s -> stopped.countDown());
+        }
         printAttachInstructions(topology, sw);
         stopped.await();
+        System.out.println("vswitch: shutting down");
+        sw.close();
+        System.out.println("vswitch: stopped");
         return Main.EXIT_OK;
     }
 
