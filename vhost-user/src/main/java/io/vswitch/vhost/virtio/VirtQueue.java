@@ -469,16 +469,17 @@ public final class VirtQueue {
                 int head = a.get(U16, AVAIL_RING + (long) AVAIL_ELEM_SIZE * (lastAvail & m)) & 0xFFFF;
                 lastAvail = (lastAvail + 1) & 0xFFFF;
                 if (!beginChain(head)) {
-                    return false;
+                    return rollback(startAvail, startUsed);
                 }
                 long written = 0;
                 int r;
                 while (remaining > 0 && (r = nextDescriptor()) != 0) {
                     if (r < 0) {
-                        return false;
+                        return rollback(startAvail, startUsed);
                     }
                     if (!descWrite) {
-                        return fail(QueueFault.WRONG_DIRECTION, "device-readable descriptor in an RX chain (head " + head + ")");
+                        fail(QueueFault.WRONG_DIRECTION, "device-readable descriptor in an RX chain (head " + head + ")");
+                        return rollback(startAvail, startUsed);
                     }
                     long dstOffset = descOffset;
                     long room = descLength;
@@ -525,10 +526,11 @@ public final class VirtQueue {
             return true;
         } catch (RuntimeException e) {
             fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
-            return false;
+            return rollback(startAvail, startUsed);
         }
     }
 
+    /** Forgets a frame's partial progress (also on a fault, so that GET_VRING_BASE reports the last whole frame). */
     private boolean rollback(int startAvail, int startUsed) {
         lastAvail = startAvail;
         usedIdx = startUsed;

@@ -163,6 +163,7 @@ public final class TestFrontend implements AutoCloseable {
         final Map<Integer, List<long[]>> chainBuffers = new HashMap<>();
         EventFd call;
         EventFd kick;
+        EventFd err;
 
         Ring(int index, int size, long descOffset, long availOffset, long usedOffset) {
             this.index = index;
@@ -292,7 +293,7 @@ public final class TestFrontend implements AutoCloseable {
         return this;
     }
 
-    /** SET_VRING_NUM, BASE, ADDR, CALL (new eventfd), KICK (new eventfd) and ENABLE for one queue. */
+    /** SET_VRING_NUM, BASE, ADDR, CALL, ERR and KICK (each a new eventfd the frontend keeps) and ENABLE for one queue. */
     public void setUpRing(int q, int base) throws IOException {
         Ring r = rings[q];
         expectOk(setVringNum(q, r.size), "SET_VRING_NUM");
@@ -309,6 +310,12 @@ public final class TestFrontend implements AutoCloseable {
             r.kick.close();
         }
         r.kick = kick;
+        EventFd err = EventFd.create();
+        if (r.err != null) {
+            r.err.close();
+        }
+        r.err = err;
+        expectOk(send(VhostUserRequest.SET_VRING_ERR, u64(q), err.fd()), "SET_VRING_ERR");
         expectOk(send(VhostUserRequest.SET_VRING_KICK, u64(q), kick.fd()), "SET_VRING_KICK");
         if (options.protocolFeatures) {
             expectOk(setVringEnable(q, true), "SET_VRING_ENABLE");
@@ -686,6 +693,11 @@ public final class TestFrontend implements AutoCloseable {
         return rings[q].call.drain();
     }
 
+    /** Reads and resets queue q's error eventfd (signalled when the device stops the queue on a fault). */
+    public long drainErrors(int q) {
+        return rings[q].err.drain();
+    }
+
     // ================================================================ guest TX (queue 1)
 
     /** Transmits {@code frame} in one descriptor, behind a zero virtio-net header. Returns the head. */
@@ -892,6 +904,9 @@ public final class TestFrontend implements AutoCloseable {
             }
             if (r.kick != null) {
                 r.kick.close();
+            }
+            if (r.err != null) {
+                r.err.close();
             }
         }
         mapping.close();
