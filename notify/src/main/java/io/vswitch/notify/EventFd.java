@@ -64,6 +64,11 @@ public final class EventFd implements AutoCloseable {
         return new EventFd(fd);
     }
 
+    /** An independent descriptor for the same eventfd, owned by the caller: safe to use after this one closes. */
+    public EventFd duplicate() {
+        return new EventFd(Libc.dup(fd));
+    }
+
     public int fd() {
         return fd;
     }

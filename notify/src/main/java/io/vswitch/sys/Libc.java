@@ -42,6 +42,9 @@ public final class Libc {
     private static final MethodHandle CLOSE = call("close", FunctionDescriptor.of(C_INT, C_INT));
     private static final MethodHandle FCNTL = call("fcntl", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT),
             Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle DUP = call("fcntl", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT),
+            Linker.Option.firstVariadicArg(2));
+    private static final int F_DUPFD_CLOEXEC = 1030;
     private static final MethodHandle STRERROR = plain("strerror", FunctionDescriptor.of(C_POINTER, C_INT));
 
     public static final int F_GETFL = 3;
@@ -135,6 +138,21 @@ public final class Libc {
         } catch (Throwable t) {
             throw new AssertionError(t);
         }
+    }
+
+    /** A new descriptor (close-on-exec) for the same open file, owned by the caller. */
+    public static int dup(int fd) {
+        MemorySegment state = callState();
+        int copy;
+        try {
+            copy = (int) DUP.invokeExact(state, fd, F_DUPFD_CLOEXEC, 0);
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+        if (copy < 0) {
+            throw SysCallException.of("fcntl(F_DUPFD_CLOEXEC)", errno(state), "fd " + fd);
+        }
+        return copy;
     }
 
     /** True when {@code fd} names an open descriptor of this process. */

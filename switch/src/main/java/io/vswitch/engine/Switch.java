@@ -16,9 +16,6 @@ import io.vswitch.vhost.os.MappedMemory;
 import io.vswitch.vhost.os.SharedMemory;
 import io.vswitch.vhost.virtio.VirtQueue;
 import org.agrona.concurrent.AgentRunner;
-import org.agrona.concurrent.BackoffIdleStrategy;
-import org.agrona.concurrent.BusySpinIdleStrategy;
-import org.agrona.concurrent.IdleStrategy;
 import org.agrona.concurrent.status.AtomicCounter;
 
 import java.io.IOException;
@@ -76,16 +73,39 @@ public final class Switch implements AutoCloseable {
             if (p.queues() != 1) {
                 problems.add("port " + p.name() + ": only 1 queue pair is implemented yet");
             }
-            if (p.notifyMode() == NotifyMode.INTERRUPT || p.notifyMode() == NotifyMode.HYBRID) {
-                problems.add("port " + p.name() + ": notify " + p.notifyMode().name().toLowerCase()
-                        + " is not implemented yet (use poll or monitor)");
-            }
         }
-        NotifyMode mode = config.settings().notifyMode();
-        if (mode == NotifyMode.INTERRUPT || mode == NotifyMode.HYBRID) {
-            problems.add("switch.notify " + mode.name().toLowerCase() + " is not implemented yet (use poll or monitor)");
+        try {
+            workerModes(config);
+        } catch (IllegalArgumentException e) {
+            problems.add(e.getMessage());
         }
         return problems;
+    }
+
+    /**
+     * A worker waits one way for all its ports: the mode its ports agree on (the switch's, unless they
+     * override it together). Ports that disagree must be given different workers.
+     */
+    static NotifyMode[] workerModes(SwitchConfig config) {
+        NotifyMode[] modes = new NotifyMode[config.settings().workers()];
+        String[] decidedBy = new String[modes.length];
+        for (PortConfig p : config.ports()) {
+            int w = p.worker();
+            if (modes[w] == null) {
+                modes[w] = p.notifyMode();
+                decidedBy[w] = p.name();
+            } else if (modes[w] != p.notifyMode()) {
+                throw new IllegalArgumentException("ports " + decidedBy[w] + " and " + p.name() + " share worker " + w
+                        + " but ask for notify " + modes[w].yamlName() + " and " + p.notifyMode().yamlName()
+                        + ": give them different workers (port key 'worker')");
+            }
+        }
+        for (int w = 0; w < modes.length; w++) {
+            if (modes[w] == null) {
+                modes[w] = config.settings().notifyMode();
+            }
+        }
+        return modes;
     }
 
     public static Switch start(SwitchConfig config) throws IOException {
@@ -131,16 +151,20 @@ public final class Switch implements AutoCloseable {
         }
 
         int n = settings.workers();
+        NotifyMode[] workerModes = workerModes(config);
         int maxMtu = config.ports().stream().mapToInt(PortConfig::mtu).max().orElse(1500);
         long bufferSize = (Worker.META_SIZE + maxMtu + 18 + 63) & ~63L;
         PacketBufferPool[] pools = new PacketBufferPool[n];
         for (int w = 0; w < n; w++) {
             pools[w] = n > 1 ? newPool(bufferSize) : null;
-            workers.add(new Worker(w, learning, macTable, all, settings.burst(), pools[w], n, counters));
+            workers.add(new Worker(w, learning, macTable, all, settings.burst(), pools[w], n, counters,
+                    workerModes[w], settings.hybridQuietPolls()));
         }
         int ringSize = Integer.highestOneBit(POOL_BUFFERS - 1) << 1;
+        Worker[] peerArray = workers.toArray(new Worker[0]);
         for (Worker a : workers) {
             a.setPeerPools(pools);
+            a.setPeers(peerArray);
             for (Worker b : workers) {
                 if (a != b) {
                     a.connect(b, new SpscLongRing(ringSize), new SpscLongRing(ringSize));
@@ -151,6 +175,7 @@ public final class Switch implements AutoCloseable {
             Worker owner = workers.get(port.worker);
             owner.addPort(port);
             port.device.setQuiescence(owner::awaitQuiescence);
+            port.device.addStateListener(owner::wake);
         }
         for (SwitchPort port : all) {
             port.vhost.start();
@@ -161,7 +186,7 @@ public final class Switch implements AutoCloseable {
         }
         for (Worker worker : workers) {
             int cpu = settings.cpus().isEmpty() ? -1 : settings.cpus().get(worker.id() % settings.cpus().size());
-            AgentRunner runner = new AgentRunner(idleStrategy(settings.notifyMode()), this::onWorkerError, null,
+            AgentRunner runner = new AgentRunner(worker.idleStrategy(), this::onWorkerError, null,
                     new PinnedAgent(worker, cpu));
             runners.add(runner);
             AgentRunner.startOnThread(runner);
@@ -200,15 +225,6 @@ public final class Switch implements AutoCloseable {
             total += v;
         }
         return (int) Math.min(1 << 24, total);
-    }
-
-    private static IdleStrategy idleStrategy(NotifyMode mode) {
-        return switch (mode) {
-            case POLL -> new BusySpinIdleStrategy();
-            // watch the rings with PAUSE, then yield, then park up to 100 µs: the software MWAIT
-            case MONITOR -> new BackoffIdleStrategy(200, 50, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(100));
-            default -> throw new IllegalArgumentException("notify " + mode + " is not implemented yet");
-        };
     }
 
     private void applySocketOwnership(PortConfig pc) throws IOException {
@@ -257,6 +273,11 @@ public final class Switch implements AutoCloseable {
 
     private static void set(AtomicCounter counter, long value) {
         counter.setRelease(value);
+    }
+
+    /** The data-plane view of a port, for tests in this package. */
+    SwitchPort port(String name) {
+        return ports.stream().filter(p -> p.name.equals(name)).findFirst().orElseThrow();
     }
 
     public Path countersPath() {

@@ -16,6 +16,12 @@ final class SwitchPort {
     SwitchPort peer;
     /** Owned by the port's worker: was the device running at its last pass (to act on link changes once). */
     boolean seenRunning;
+    /** Owned by the port's worker: the device generation it last brought up. */
+    int seenGeneration;
+    /** Owned by the port's worker: its own duplicate of the guest's TX kick eventfd while it sleeps on kicks. */
+    io.vswitch.notify.EventFd kick;
+    /** The port's position in its worker's list, the epoll data word of its kick. */
+    int localIndex;
 
     SwitchPort(int index, String name, VhostUserPort vhost, int worker, int mtu, PortCounters counters) {
         this.index = index;

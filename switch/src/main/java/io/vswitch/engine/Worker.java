@@ -1,11 +1,17 @@
 package io.vswitch.engine;
 
+import io.vswitch.config.NotifyMode;
+import io.vswitch.notify.Epoll;
+import io.vswitch.notify.EventFd;
 import io.vswitch.rings.PacketBufferPool;
 import io.vswitch.rings.SpscLongRing;
 import io.vswitch.vhost.net.VirtioNetDevice;
 import io.vswitch.vhost.virtio.PacketBatch;
 import io.vswitch.vhost.virtio.VirtQueue;
 import org.agrona.concurrent.Agent;
+import org.agrona.concurrent.BackoffIdleStrategy;
+import org.agrona.concurrent.BusySpinIdleStrategy;
+import org.agrona.concurrent.IdleStrategy;
 import org.agrona.concurrent.ManyToOneConcurrentArrayQueue;
 import org.agrona.concurrent.status.AtomicCounter;
 
@@ -67,9 +73,31 @@ final class Worker implements Agent {
     private volatile long epoch;
     private volatile boolean running = true;
 
+    // notification: how the worker waits when there is nothing to do
+    private final NotifyMode mode;
+    private final int quietPolls;
+    private final Epoll epoll;
+    private final EventFd wakeup;
+    private volatile boolean sleeping;
+    private int quiet;
+    private Worker[] peers;
+    private final AtomicCounter sleeps;
+    private final AtomicCounter wakeups;
+    /** Upper bound on one sleep, so a missed wake-up would cost at most this much latency, never a hang. */
+    static final int MAX_SLEEP_MILLIS = Integer.getInteger("vswitch.maxSleepMillis", 200);
+    private static final long WAKEUP_DATA = Long.MAX_VALUE;
+
     Worker(int id, boolean learning, MacTable macTable, SwitchPort[] allPorts, int burst, PacketBufferPool pool,
-           int workers, CountersFile counters) {
+           int workers, CountersFile counters, NotifyMode mode, int quietPolls) {
         this.id = id;
+        this.mode = mode;
+        this.quietPolls = Math.max(1, quietPolls);
+        boolean sleepsOnKicks = mode == NotifyMode.INTERRUPT || mode == NotifyMode.HYBRID;
+        this.epoll = sleepsOnKicks ? Epoll.create(64) : null;
+        this.wakeup = sleepsOnKicks ? EventFd.create() : null;
+        if (epoll != null) {
+            epoll.add(wakeup.fd(), Epoll.EPOLLIN | Epoll.EPOLLET, WAKEUP_DATA);
+        }
         this.learning = learning;
         this.macTable = macTable;
         this.allPorts = allPorts;
@@ -86,6 +114,125 @@ final class Worker implements Agent {
         this.busyLoops = counters.newCounter("worker", Integer.toString(id), "busy_loops");
         this.idleLoops = counters.newCounter("worker", Integer.toString(id), "idle_loops");
         this.crossWorkerFrames = counters.newCounter("worker", Integer.toString(id), "cross_worker_frames");
+        this.sleeps = counters.newCounter("worker", Integer.toString(id), "sleeps");
+        this.wakeups = counters.newCounter("worker", Integer.toString(id), "wakeups");
+    }
+
+    void setPeers(Worker[] peers) {
+        this.peers = peers;
+    }
+
+    /** How the runner idles this worker: the notify mode in action. */
+    IdleStrategy idleStrategy() {
+        return switch (mode) {
+            case POLL -> new BusySpinIdleStrategy();
+            // watch the rings' indices with PAUSE, then yield, then park for at most 100 µs: the software MWAIT
+            case MONITOR -> new BackoffIdleStrategy(200, 50, 1_000, 100_000);
+            case INTERRUPT, HYBRID -> new IdleStrategy() {
+                @Override
+                public void idle(int workCount) {
+                    idleOnKicks(workCount);
+                }
+
+                @Override
+                public void idle() {
+                    idleOnKicks(0);
+                }
+
+                @Override
+                public void reset() {
+                    quiet = 0;
+                }
+            };
+        };
+    }
+
+    /** Wakes the worker if it sleeps (a link changed, a command or a peer's frames are waiting). */
+    void wake() {
+        VarHandle.fullFence();
+        if (sleeping) {
+            wakeup.signal();
+        }
+    }
+
+    private void idleOnKicks(int workCount) {
+        if (workCount > 0) {
+            quiet = 0;
+            return;
+        }
+        if (mode == NotifyMode.HYBRID && ++quiet < quietPolls) {
+            Thread.onSpinWait();
+            return;
+        }
+        quiet = 0;
+        sleepUntilKicked();
+    }
+
+    /**
+     * Asks every guest to kick, re-checks every ring (a frame made available before the request would
+     * otherwise never be kicked: the lost wake-up), then sleeps in epoll_wait on the kick eventfds and the
+     * worker's own wake-up eventfd. Hybrid mode then goes back to polling with kicks suppressed.
+     */
+    private void sleepUntilKicked() {
+        EPOCH.setVolatile(this, epoch + 1);
+        boolean pending;
+        boolean napOnly = false;
+        try {
+            sleeping = true;
+            VarHandle.fullFence();
+            pending = !commands.isEmpty();
+            for (SwitchPort port : ports) {
+                if (port.device.isRunning()) {
+                    VirtQueue tx = port.device.txQueue();
+                    tx.setKicksWanted(true);
+                    pending |= tx.hasAvailable();
+                    // a frontend that gave no kick eventfd ("poll instead") cannot wake us: nap, don't sleep
+                    napOnly |= port.kick == null;
+                }
+            }
+            for (SpscLongRing ring : inbound) {
+                pending |= ring != null && !ring.isEmpty();
+            }
+        } finally {
+            EPOCH.setVolatile(this, epoch + 1);
+        }
+        if (!pending) {
+            sleeps.incrementRelease();
+            int ready = epoll.await(napOnly ? 1 : MAX_SLEEP_MILLIS);
+            EPOCH.setVolatile(this, epoch + 1);
+            try {
+                for (int i = 0; i < ready; i++) {
+                    long data = epoll.data(i);
+                    if (data == WAKEUP_DATA) {
+                        wakeup.drain();
+                    } else if (data >= 0 && data < ports.length) {
+                        SwitchPort port = ports[(int) data];
+                        if (port.kick != null) {
+                            long kicks = port.kick.drain();
+                            if (kicks > 0) {
+                                port.counters.kicks.getAndAddRelease(kicks);
+                            }
+                        }
+                    }
+                }
+            } finally {
+                EPOCH.setVolatile(this, epoch + 1);
+            }
+            wakeups.incrementRelease();
+        }
+        sleeping = false;
+        if (mode == NotifyMode.HYBRID) {
+            EPOCH.setVolatile(this, epoch + 1);
+            try {
+                for (SwitchPort port : ports) {
+                    if (port.kick != null && port.device.isRunning()) {
+                        port.device.txQueue().setKicksWanted(false);
+                    }
+                }
+            } finally {
+                EPOCH.setVolatile(this, epoch + 1);
+            }
+        }
     }
 
     /** Wires the rings between this worker and {@code other}: frames go out on {@code out}, come back on {@code back}. */
@@ -107,13 +254,18 @@ final class Worker implements Agent {
 
     /** Queues {@code command} to run on the worker thread between bursts. */
     boolean submit(Runnable command) {
-        return commands.offer(command);
+        boolean queued = commands.offer(command);
+        if (wakeup != null) {
+            wake();
+        }
+        return queued;
     }
 
     /** Adds a port to this worker (through a command, so the worker never sees a half-built list). */
     void addPort(SwitchPort port) {
         Runnable add = () -> {
             SwitchPort[] next = java.util.Arrays.copyOf(ports, ports.length + 1);
+            port.localIndex = ports.length;
             next[ports.length] = port;
             ports = next;
         };
@@ -145,6 +297,16 @@ final class Worker implements Agent {
     @Override
     public void onClose() {
         running = false;
+        for (SwitchPort port : ports) {
+            if (port.kick != null) {
+                port.kick.close();
+                port.kick = null;
+            }
+        }
+        if (epoll != null) {
+            epoll.close();
+            wakeup.close();
+        }
     }
 
     @Override
@@ -176,7 +338,10 @@ final class Worker implements Agent {
                 }
                 continue;
             }
-            if (!port.seenRunning) {
+            if (!port.seenRunning || port.seenGeneration != device.generation()) {
+                if (port.seenRunning) {
+                    linkDown(port);   // restarted between two passes: treat as down, then up
+                }
                 linkUp(port);
             }
             VirtQueue tx = device.txQueue();
@@ -215,15 +380,31 @@ final class Worker implements Agent {
 
     private void linkUp(SwitchPort port) {
         port.seenRunning = true;
-        // we busy-poll: ask the guest not to kick us
-        port.device.txQueue().setKicksWanted(false);
+        port.seenGeneration = port.device.generation();
+        // we never wait for receive-queue kicks; transmit kicks only in interrupt mode (hybrid asks before sleeping)
         port.device.rxQueue().setKicksWanted(false);
+        port.device.txQueue().setKicksWanted(mode == NotifyMode.INTERRUPT);
+        if (epoll != null) {
+            try {
+                port.kick = port.device.duplicateTxKick();
+                if (port.kick != null) {
+                    epoll.add(port.kick.fd(), Epoll.EPOLLIN | Epoll.EPOLLET, port.localIndex);
+                }
+            } catch (RuntimeException e) {
+                port.device.markBroken("cannot watch the kick eventfd: " + e.getMessage());
+            }
+        }
         port.counters.linkUp.setRelease(1);
     }
 
     private void linkDown(SwitchPort port) {
         port.seenRunning = false;
         port.counters.linkUp.setRelease(0);
+        if (port.kick != null) {
+            epoll.remove(port.kick.fd());
+            port.kick.close();
+            port.kick = null;
+        }
         if (macTable != null) {
             macTable.flush(port.index);
         }
@@ -339,6 +520,9 @@ final class Worker implements Agent {
             }
             crossWorkerFrames.getAndAddRelease(sent);
             stagedCount[w] = 0;
+            if (sent > 0 && peers != null && peers[w].wakeup != null) {
+                peers[w].wake();
+            }
         }
     }
 

@@ -32,8 +32,9 @@ class QemuGuestsTest {
         String yaml = """
                 switch:
                   mode: learning
-                  # TCG guests need the CPU more than a spinning worker does
-                  notify: monitor
+                  # TCG guests need the CPU more than a spinning worker does; hybrid also exercises
+                  # Linux's EVENT_IDX kicks and the switches between polling and sleeping
+                  notify: hybrid
                   runtime-dir: %s
                 ports:
                   - name: g1

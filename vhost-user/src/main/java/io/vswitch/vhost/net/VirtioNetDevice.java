@@ -34,6 +34,8 @@ public final class VirtioNetDevice {
     private long protocolFeatures;
     private long status;
     private volatile boolean running;
+    /** Incremented each time the device starts running, so a worker notices a restart it did not see stop. */
+    private volatile int generation;
     private volatile Quiescence quiescence = Quiescence.NONE;
     private volatile boolean broken;
     private final List<Runnable> stateListeners = new ArrayList<>();
@@ -79,9 +81,18 @@ public final class VirtioNetDevice {
         return queues[TX_QUEUE];
     }
 
-    /** The transmit queue's kick eventfd (for interrupt-driven workers), or null. */
-    public EventFd txKick() {
-        return setup[TX_QUEUE].kick;
+    /**
+     * A duplicate of the transmit queue's kick eventfd for a worker that sleeps until kicked, or null when
+     * the frontend gave none. The caller owns (and closes) the duplicate. Call only while running.
+     */
+    public EventFd duplicateTxKick() {
+        EventFd kick = setup[TX_QUEUE].kick;
+        return kick == null || kick.isClosed() ? null : kick.duplicate();
+    }
+
+    /** Which start of the device this is; changes whenever it starts running again. */
+    public int generation() {
+        return generation;
     }
 
     /** Set by the switch when a worker starts polling this device. */
@@ -404,6 +415,7 @@ public final class VirtioNetDevice {
             }
         }
         if (ready && !isBroken()) {
+            generation++;
             running = true;
             LOG.log(Level.INFO, "port {0}: link up (features 0x{1}, rx {2} / tx {3} entries)", name,
                     Long.toHexString(features), setup[RX_QUEUE].size, setup[TX_QUEUE].size);

@@ -1,0 +1,96 @@
+package io.vswitch.engine;
+
+import io.vswitch.config.ConfigLoader;
+import io.vswitch.config.NotifyMode;
+import io.vswitch.notify.EventFd;
+import io.vswitch.testing.TestPmd;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+
+import static io.vswitch.engine.TestPmdForwardingTest.value;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Each notify mode with the real DPDK frontend: traffic flows and is all accounted for, guests kick only
+ * when the mode asks them to, and the modes that may sleep do sleep when traffic stops.
+ */
+class NotifyModesTest {
+    @TempDir
+    Path dir;
+
+    @ParameterizedTest
+    @EnumSource(NotifyMode.class)
+    void trafficFlowsKicksFollowTheModeAndIdleWorkersSleep(NotifyMode mode) throws Exception {
+        TestPmd.require();
+        String yaml = """
+                switch:
+                  mode: cross-connect
+                  notify: %s
+                  hybrid-quiet-polls: 50
+                  runtime-dir: %s
+                ports:
+                  - name: a
+                    socket: %s
+                  - name: b
+                    socket: %s
+                links:
+                  - [a, b]
+                """.formatted(mode.yamlName(), dir.resolve("run"), dir.resolve("a.sock"), dir.resolve("b.sock"));
+        try (Switch sw = Switch.start(ConfigLoader.parse(yaml, "notify.yaml"));
+             TestPmd pmd = TestPmd.start("notify-" + mode.yamlName(), dir, List.of("-l", "0,1", "--no-pci", "--no-huge", "-m", "1024",
+                     "--vdev", "net_virtio_user0,path=" + dir.resolve("a.sock"),
+                     "--vdev", "net_virtio_user1,path=" + dir.resolve("b.sock")),
+                     List.of("-i", "--total-num-mbufs=16384", "--forward-mode=io"))) {
+            pmd.command("start tx_first", Duration.ofSeconds(30));
+            Thread.sleep(3000);
+            pmd.command("stop", Duration.ofSeconds(30));
+            Thread.sleep(300);
+            Map<Integer, TestPmd.PortStats> stats = pmd.portStats();
+            CountersFile.Snapshot snap = CountersFile.read(sw.countersPath());
+            long aRx = value(snap, "a", "rx_packets");
+            System.out.printf("notify %s: testpmd %s, a rx %d, kicks %d%n", mode.yamlName(), stats, aRx, value(snap, "a", "kicks"));
+            assertTrue(aRx > 10_000, "traffic flowed: " + aRx);
+            assertEquals(stats.get(0).txPackets(), aRx, "nothing lost between testpmd and the switch");
+            assertEquals(aRx, value(snap, "b", "tx_packets") + TestPmdForwardingTest.drops(snap, "b"));
+
+            // what the guest kicked: the switch's own count when it listens, the eventfd's when nobody reads it
+            long kicks = value(snap, "a", "kicks") + value(snap, "b", "kicks");
+            try (EventFd ka = sw.port("a").device.duplicateTxKick(); EventFd kb = sw.port("b").device.duplicateTxKick()) {
+                long unread = ka.drain() + kb.drain();
+                if (mode == NotifyMode.POLL || mode == NotifyMode.MONITOR) {
+                    assertEquals(0, kicks, "nobody listens to kicks while polling");
+                    assertTrue(unread < 64, "kicks suppressed while " + aRx + " frames flowed: " + unread);
+                } else {
+                    assertTrue(kicks > 0, "the worker slept and was woken by kicks: " + kicks);
+                }
+            }
+
+            // silence: polling modes keep looping, sleeping modes sleep
+            CountersFile.Snapshot idleStart = CountersFile.read(sw.countersPath());
+            Thread.sleep(1000);
+            CountersFile.Snapshot idleEnd = CountersFile.read(sw.countersPath());
+            long loops = worker(idleEnd, "idle_loops") - worker(idleStart, "idle_loops");
+            System.out.printf("notify %s: %d idle loops in 1 s of silence%n", mode.yamlName(), loops);
+            if (mode == NotifyMode.INTERRUPT || mode == NotifyMode.HYBRID) {
+                // each sleep lasts until a kick or the 200 ms cap; hybrid polls 50 times before each sleep
+                long bound = mode == NotifyMode.INTERRUPT ? 50 : 50 * 10 + 50;
+                assertTrue(loops < bound, "asleep in epoll_wait, not looping: " + loops);
+                assertTrue(worker(idleEnd, "sleeps") > 0);
+            } else if (mode == NotifyMode.POLL) {
+                assertTrue(loops > 100_000, "busy-polling: " + loops);
+            }
+        }
+    }
+
+    static long worker(CountersFile.Snapshot snap, String counter) {
+        return snap.samples().stream().filter(s -> s.scope().equals("worker") && s.counter().equals(counter))
+                .mapToLong(CountersFile.Sample::value).sum();
+    }
+}
