@@ -177,8 +177,9 @@ public final class VhostUserSession implements AutoCloseable {
             ok = false;
             if (request != null && request.replies()) {
                 // the frontend waits for this reply: answer with zeros rather than leave it hanging
+                // (SET_LOG_BASE's reply is a status where 0 means success: a refusal must not say 0)
                 msg.reply(code, request == VhostUserRequest.GET_VRING_BASE ? VRING_STATE_SIZE : U64_SIZE)
-                        .putU64(0, 0);
+                        .putU64(0, request == VhostUserRequest.SET_LOG_BASE ? 1 : 0);
                 replied = true;
             }
         }
@@ -256,8 +257,14 @@ public final class VhostUserSession implements AutoCloseable {
         try {
             for (int i = 0; i < n; i++) {
                 int at = MEMORY_REGIONS + i * REGION_SIZE;
-                memory = memory.with(MemoryRegion.map(f.take(i), m.u64(at + REGION_GUEST_PHYS),
-                        m.u64(at + REGION_MEMORY_SIZE), m.u64(at + REGION_USERSPACE), m.u64(at + REGION_MMAP_OFFSET)));
+                MemoryRegion region = MemoryRegion.map(f.take(i), m.u64(at + REGION_GUEST_PHYS),
+                        m.u64(at + REGION_MEMORY_SIZE), m.u64(at + REGION_USERSPACE), m.u64(at + REGION_MMAP_OFFSET));
+                try {
+                    memory = memory.with(region);
+                } catch (GuestMemoryException e) {
+                    region.close();   // mapped but refused (overlap): not in memory, so unmap it here
+                    throw e;
+                }
             }
         } catch (GuestMemoryException e) {
             memory.close();
@@ -273,11 +280,18 @@ public final class VhostUserSession implements AutoCloseable {
         if (f.count() != 1) {
             throw new Refused("ADD_MEM_REG needs one descriptor, got " + f.count());
         }
+        MemoryRegion region;
         try {
-            device.addRegion(MemoryRegion.map(f.take(0), m.u64(MEM_REG_REGION + REGION_GUEST_PHYS),
+            region = MemoryRegion.map(f.take(0), m.u64(MEM_REG_REGION + REGION_GUEST_PHYS),
                     m.u64(MEM_REG_REGION + REGION_MEMORY_SIZE), m.u64(MEM_REG_REGION + REGION_USERSPACE),
-                    m.u64(MEM_REG_REGION + REGION_MMAP_OFFSET)));
+                    m.u64(MEM_REG_REGION + REGION_MMAP_OFFSET));
         } catch (GuestMemoryException e) {
+            throw new Refused(e.getMessage());
+        }
+        try {
+            device.addRegion(region);
+        } catch (GuestMemoryException e) {
+            region.close();   // refused (overlap, too many regions): unmap what was just mapped
             throw new Refused(e.getMessage());
         }
         return false;

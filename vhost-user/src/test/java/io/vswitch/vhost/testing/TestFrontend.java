@@ -68,6 +68,7 @@ public final class TestFrontend implements AutoCloseable {
     private static final MethodHandle POLL = Libc.call("poll",
             FunctionDescriptor.of(Libc.C_INT, Libc.C_POINTER, Libc.C_LONG, Libc.C_INT));
     private static final short POLLIN = 1;
+    private static final MethodHandle DUP = Libc.call("dup", FunctionDescriptor.of(Libc.C_INT, Libc.C_INT));
 
     /** What to negotiate and how to lay out guest memory. */
     public static final class Options {
@@ -504,6 +505,20 @@ public final class TestFrontend implements AutoCloseable {
         } finally {
             fds.closeAll();
         }
+    }
+
+    /** A second descriptor for the same open file (the caller closes it). */
+    public static int dup(int fd) {
+        int copy;
+        try {
+            copy = (int) DUP.invokeExact(Libc.callState(), fd);
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+        if (copy < 0) {
+            throw new IllegalStateException("dup(" + fd + ") failed");
+        }
+        return copy;
     }
 
     public static boolean waitReadable(int fd, long timeoutMs) {
