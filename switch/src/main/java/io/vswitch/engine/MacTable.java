@@ -14,11 +14,16 @@ import java.util.concurrent.atomic.AtomicIntegerArray;
  *
  * <pre>
  * value: | port + 1 (16 bits) | last seen, ms since table creation (48 bits) |
+ *        0: key just claimed, value being written    1: flushed (port down), free
  * </pre>
  */
 final class MacTable {
     static final int MISS = -1;
-    private static final int MAX_PROBES = 16;
+    /** The value of a slot whose key was just claimed: not yet an entry, and not free either. */
+    private static final long CLAIMED = 0L;
+    /** The value of a flushed entry: no port, so never live, and free for reuse. */
+    private static final long FLUSHED = 1L;
+    private static final int MAX_PROBES = 32;
     private static final long TIME_MASK = (1L << 48) - 1;
     private static final VarHandle SLOTS = MethodHandles.arrayElementVarHandle(long[].class);
 
@@ -119,14 +124,16 @@ final class MacTable {
                 portCount.decrementAndGet(port);
                 return learn(mac, port, now);   // lost a race for this slot: start over
             }
-            if (reusable < 0 && !live((long) SLOTS.getAcquire(values, i), now)) {
+            long value = (long) SLOTS.getAcquire(values, i);
+            // value 0: another thread claimed the key a moment ago and has not written the value yet
+            if (reusable < 0 && value != CLAIMED && !live(value, now)) {
                 reusable = i;
             }
         }
         if (reusable >= 0 && admit(port)) {
             long oldKey = (long) SLOTS.getAcquire(keys, reusable);
             long oldValue = (long) SLOTS.getAcquire(values, reusable);
-            if (!live(oldValue, now) && SLOTS.compareAndSet(keys, reusable, oldKey, key)) {
+            if (oldValue != CLAIMED && !live(oldValue, now) && SLOTS.compareAndSet(keys, reusable, oldKey, key)) {
                 int oldPort = (int) (oldValue >>> 48) - 1;
                 if (oldPort >= 0) {
                     portCount.decrementAndGet(oldPort);
@@ -152,7 +159,7 @@ final class MacTable {
         for (int i = 0; i < keys.length; i++) {
             long value = (long) SLOTS.getAcquire(values, i);
             if ((int) (value >>> 48) - 1 == port) {
-                SLOTS.setRelease(values, i, 0L);
+                SLOTS.setRelease(values, i, FLUSHED);
             }
         }
         portCount.set(port, 0);

@@ -131,7 +131,7 @@ public final class Switch implements AutoCloseable {
         SwitchSettings settings = config.settings();
         boolean learning = settings.mode() == BridgeMode.LEARNING;
         int[] macLimits = config.ports().stream().mapToInt(PortConfig::macLimit).toArray();
-        MacTable macTable = learning ? new MacTable(Math.max(4096, 2 * sum(macLimits)),
+        MacTable macTable = learning ? new MacTable(Math.max(4096, 4 * sum(macLimits)),
                 settings.macAgingSeconds() * 1000L, macLimits) : null;
 
         SwitchPort[] all = new SwitchPort[config.ports().size()];
