@@ -60,6 +60,19 @@ class CliTest {
     }
 
     @Test
+    void everyShippedExampleValidatesIncludingWhatTheDataPlaneSupports() throws Exception {
+        Path examples = Path.of(System.getProperty("vswitch.repo.root", "..")).resolve("config/examples");
+        try (var files = Files.list(examples)) {
+            List<Path> yamls = files.filter(f -> f.toString().endsWith(".yaml")).sorted().toList();
+            assertTrue(yamls.size() >= 4, "examples found in " + examples);
+            for (Path yaml : yamls) {
+                SecondProcess.Result r = SecondProcess.vswitch("validate", yaml.toString());
+                assertEquals(0, r.exitCode(), yaml + ": " + r.output());
+            }
+        }
+    }
+
+    @Test
     void versionAndHelp() throws Exception {
         SecondProcess.Result version = SecondProcess.vswitch("--version");
         assertEquals(0, version.exitCode());
