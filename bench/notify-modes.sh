@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Measures the four notification modes (poll, interrupt, hybrid, monitor) and prints one table row per mode:
+# idle CPU % of the switch with two silent guests attached, 64-byte round-trip latency p50/p99 through the
+# switch at a low rate, and dpdk-testpmd loopback throughput in Mpps. See bench/README.md.
+#
+#   bench/notify-modes.sh [--no-build] [options of io.vswitch.bench.notify.NotifyModesBench, --help lists them]
+#
+# Holds /tmp/vswitch-build.lock for the build and the whole run (2 cores: never overlap a build or another
+# benchmark). If you already hold that lock yourself (e.g. flock /tmp/vswitch-build.lock bench/notify-modes.sh),
+# set VSWITCH_LOCK_HELD=1, or this script waits for itself forever.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOCK=/tmp/vswitch-build.lock
+ORIG_ARGS=("$@")
+
+if [[ "${VSWITCH_LOCK_HELD:-}" != 1 ]]; then
+    exec 9>>"$LOCK"
+    if ! flock -n 9; then
+        echo "notify-modes: waiting for $LOCK (a build or another benchmark is running)..." >&2
+        flock 9
+    fi
+    export VSWITCH_LOCK_HELD=1
+fi
+
+BUILD=1
+ARGS=()
+for a in "$@"; do
+    case "$a" in
+        --no-build) BUILD=0 ;;
+        *) ARGS+=("$a") ;;
+    esac
+done
+
+if [[ -z "${JAVA_HOME:-}" || ! -x "$JAVA_HOME/bin/java" ]]; then
+    JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64
+fi
+export JAVA_HOME
+export MAVEN_OPTS="${MAVEN_OPTS:---sun-misc-unsafe-memory-access=allow}"
+JAVA="$JAVA_HOME/bin/java"
+BENCH_JAR="$ROOT/bench/target/benchmarks.jar"
+SWITCH_JAR="$ROOT/switch/target/vswitch.jar"
+
+stale() {   # true when a jar is missing or a source or pom of the modules the benchmark runs is newer
+    [[ -f "$BENCH_JAR" && -f "$SWITCH_JAR" ]] || return 0
+    local newer
+    newer="$(find "$ROOT/pom.xml" "$ROOT"/{rings,notify,vhost-user,config,switch,bench} \
+        \( -name target -prune \) -o \( -name '*.java' -o -name 'pom.xml' -o -path '*/src/main/resources/*' \) \
+        -newer "$BENCH_JAR" -print -quit 2>/dev/null)"
+    [[ -n "$newer" ]] && return 0
+    [[ -n "$(find "$ROOT"/{rings,notify,vhost-user,config,switch}/src -newer "$SWITCH_JAR" -type f -print -quit 2>/dev/null)" ]]
+}
+
+if [[ $BUILD == 1 ]] && stale; then
+    echo "notify-modes: building (mvn -pl bench -am package -DskipTests)..." >&2
+    (cd "$ROOT" && mvn -B -q -pl bench -am package -DskipTests)
+fi
+
+COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
+    COMMIT="$COMMIT (work tree has uncommitted changes)"
+fi
+
+JAVA_PID=
+cleanup() {
+    if [[ -n "$JAVA_PID" ]] && kill -0 "$JAVA_PID" 2>/dev/null; then
+        kill -TERM "$JAVA_PID" 2>/dev/null || true   # its shutdown hook kills the switch and testpmd
+        wait "$JAVA_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cd "$ROOT"
+"$JAVA" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \
+    --add-exports java.base/jdk.internal.misc=ALL-UNNAMED -XX:+UseParallelGC \
+    -Dnotify.bench.repo="$ROOT" -Dnotify.bench.commit="$COMMIT" \
+    -Dnotify.bench.command="bench/notify-modes.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}" \
+    -cp "$BENCH_JAR" io.vswitch.bench.notify.NotifyModesBench ${ARGS[@]+"${ARGS[@]}"} &
+JAVA_PID=$!
+set +e
+wait "$JAVA_PID"
+rc=$?
+set -e
+JAVA_PID=
+exit $rc

@@ -1,0 +1,636 @@
+package io.vswitch.bench.notify;
+
+import io.vswitch.sys.Affinity;
+import io.vswitch.testing.TestPmd;
+import org.HdrHistogram.Histogram;
+
+import java.io.IOException;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.ZonedDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.locks.LockSupport;
+import java.util.stream.Stream;
+
+/**
+ * The four notification modes, each measured the same way, one switch process per mode and phase:
+ *
+ * <ol>
+ *   <li><b>idle CPU</b>: the switch ({@code vswitch run -c FILE}, cross-connect a-b, one worker pinned) with two
+ *       guests attached and silent; once {@code vswitch stats} shows both ports {@code link_up 1} and a settling
+ *       pause has passed, utime+stime of the switch process from {@code /proc/PID/stat} over the window, as
+ *       percent of one core.</li>
+ *   <li><b>round-trip latency</b>: in the same switch, one Java thread plays both guests (vhost-user frontends
+ *       with memfd guest memory, see {@link PingPongGuest}): guest a transmits a 64-byte frame, guest b spins on
+ *       its RX used ring, reflects the frame, guest a spins until the echo is back. Fixed rate (1000 round trips
+ *       per second by default); every round trip after the warm-up goes into an HdrHistogram. Guests kick the
+ *       switch whenever it asks for kicks, which is what wakes a sleeping worker.</li>
+ *   <li><b>throughput</b>: a fresh switch and dpdk-testpmd with two virtio-user ports on its sockets,
+ *       io forwarding on one lcore, {@code start tx_first N}, 64-byte frames; after a warm-up, the deltas of
+ *       testpmd's RX and TX packet counters over the window, in Mpps ((RX + TX) / 2, both ports summed).</li>
+ * </ol>
+ *
+ * Run it with {@code bench/notify-modes.sh} (which builds, takes the benchmark lock and passes the options on);
+ * {@code --help} lists the options.
+ */
+public final class NotifyModesBench {
+    private static final VarHandle LONG_LE = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
+    private static final int FRAME = 64;
+    private static final int SEQ_AT = PingPongGuest.HEADER + 14;
+    private static final long ROUND_TRIP_TIMEOUT_NANOS = 1_000_000_000L;
+
+    /** Options, with their defaults. */
+    static final class Options {
+        List<String> modes = List.of("poll", "interrupt", "hybrid", "monitor");
+        double settleSeconds = 3;
+        double idleSeconds = 10;
+        int rate = 1000;
+        double latencyWarmupSeconds = 2;
+        double latencySeconds = 10;
+        double warmupSeconds = 2;
+        double throughputSeconds = 10;
+        int txFirstBursts = 1;
+        int switchCpu = 1;
+        int benchCpu = 0;
+        String testpmdLcores = "0,1";
+        int testpmdMainLcore = 1;
+        boolean testpmdHugepages;
+        boolean eventIdx;
+        Integer hybridQuietPolls;
+        Path repo = Path.of(System.getProperty("notify.bench.repo", "."));
+        Path workDir;
+        boolean keep;
+        boolean skipLatency;
+        boolean skipThroughput;
+        String command = System.getProperty("notify.bench.command", "bench/notify-modes.sh");
+        String commit = System.getProperty("notify.bench.commit", "unknown");
+
+        Path switchJar() {
+            return repo.resolve("switch/target/vswitch.jar").toAbsolutePath();
+        }
+    }
+
+    static final String USAGE = """
+            usage: bench/notify-modes.sh [options]
+              --modes LIST              modes to run, comma-separated (default poll,interrupt,hybrid,monitor)
+              --idle-seconds S          idle CPU window (default 10)
+              --settle-seconds S        pause after both links are up, before the idle window (default 3)
+              --rate N                  ping-pong round trips per second (default 1000)
+              --latency-seconds S       measured ping-pong time (default 10)
+              --latency-warmup-seconds S  ping-pong time before measuring (default 2)
+              --throughput-seconds S    testpmd measurement window (default 10)
+              --warmup-seconds S        testpmd traffic before the window (default 2)
+              --tx-first-bursts N       testpmd 'start tx_first N' (default 1: 32 frames per port in flight)
+              --switch-cpu N            the worker's cpu, 'cpus: [N]' (default 1)
+              --bench-cpu N             cpu of the ping-pong thread (default 0)
+              --testpmd-lcores LIST     testpmd -l (default 0,1)
+              --testpmd-main-lcore N    testpmd --main-lcore; forwarding runs on the other lcore (default 1)
+              --testpmd-hugepages       back testpmd's memory with hugepages (default --no-huge -m 1024)
+              --event-idx               the ping-pong guests negotiate VIRTIO_RING_F_EVENT_IDX
+              --hybrid-quiet-polls N    switch setting (default: the switch's default)
+              --skip-latency | --skip-throughput
+              --work-dir DIR            sockets, configs and logs (default: a new temp dir, removed unless --keep)
+              --keep                    keep the work dir
+            """;
+
+    /** What one mode measured; NaN or null where a phase did not run or failed. */
+    static final class ModeResult {
+        final String mode;
+        double idleCpu = Double.NaN;
+        double idleWindow;
+        long idleSleeps;
+        long idleWakeups;
+        long idleLoops;
+        long idleBusyLoops;
+        Histogram latency;
+        long roundTrips;
+        long lost;
+        long latencyKicks;
+        long latencySleeps;
+        long latencyWakeups;
+        long latencyNotifications;
+        double latencyCpu = Double.NaN;
+        double mpps = Double.NaN;
+        double rxMpps = Double.NaN;
+        double txMpps = Double.NaN;
+        double loadCpu = Double.NaN;
+        long loadDrops;
+        long loadKicks;
+        long loadSleeps;
+        long loadWakeups;
+        final List<String> errors = new ArrayList<>();
+
+        ModeResult(String mode) {
+            this.mode = mode;
+        }
+    }
+
+    public static void main(String[] args) throws Exception {
+        Options o;
+        try {
+            o = parse(args);
+        } catch (IllegalArgumentException e) {
+            System.err.println("notify-modes: " + e.getMessage());
+            System.err.print(USAGE);
+            System.exit(2);
+            return;
+        }
+        if (o == null) {
+            System.out.print(USAGE);
+            return;
+        }
+        if (!Files.isRegularFile(o.switchJar())) {
+            System.err.println("notify-modes: " + o.switchJar() + " missing: build first (bench/notify-modes.sh does)");
+            System.exit(1);
+        }
+        if (!o.skipThroughput && !TestPmd.available()) {
+            System.err.println("notify-modes: dpdk-testpmd not on PATH (apt-get install dpdk); use --skip-throughput to measure without it");
+            System.exit(1);
+        }
+        boolean tempDir = o.workDir == null;
+        Path work = tempDir ? Files.createTempDirectory("vswitch-notify-") : Files.createDirectories(o.workDir);
+        List<ModeResult> results = new ArrayList<>();
+        boolean failed = false;
+        String started = ZonedDateTime.now().format(DateTimeFormatter.ISO_OFFSET_DATE_TIME);
+        try {
+            for (String mode : o.modes) {
+                ModeResult r = new ModeResult(mode);
+                results.add(r);
+                Path dir = Files.createDirectories(work.resolve(mode));
+                if (!o.skipLatency || o.idleSeconds > 0) {
+                    try {
+                        idleAndLatency(o, dir, r);
+                    } catch (Exception | AssertionError e) {
+                        r.errors.add("idle/latency: " + e);
+                        failed = true;
+                    }
+                }
+                if (!o.skipThroughput) {
+                    try {
+                        throughput(o, dir, r);
+                    } catch (Exception | AssertionError e) {
+                        r.errors.add("throughput: " + e);
+                        failed = true;
+                    }
+                }
+                r.errors.forEach(e -> System.err.println("notify-modes: " + mode + ": " + e));
+            }
+        } finally {
+            report(o, results, started);
+            if (tempDir && !o.keep && !failed) {
+                deleteTree(work);
+            } else {
+                System.out.println("\nlogs and configs: " + work);
+            }
+        }
+        System.exit(failed ? 1 : 0);
+    }
+
+    // ---------------------------------------------------------------- phases
+
+    private static Path writeConfig(Options o, Path dir, String mode, String name) throws IOException {
+        String yaml = """
+                switch:
+                  mode: cross-connect
+                  notify: %s
+                  workers: 1
+                  cpus: [%d]
+                %s  runtime-dir: %s
+                ports:
+                  - name: a
+                    socket: %s
+                  - name: b
+                    socket: %s
+                links:
+                  - [a, b]
+                """.formatted(mode, o.switchCpu,
+                o.hybridQuietPolls == null ? "" : "  hybrid-quiet-polls: " + o.hybridQuietPolls + "\n",
+                dir.resolve(name + "-run"), dir.resolve("a.sock"), dir.resolve("b.sock"));
+        Path file = dir.resolve(name + ".yaml");
+        Files.writeString(file, yaml);
+        return file;
+    }
+
+    private static void idleAndLatency(Options o, Path dir, ModeResult r) throws Exception {
+        Path config = writeConfig(o, dir, r.mode, "pingpong");
+        log("%s: starting the switch (%s)", r.mode, config);
+        try (SwitchProcess sw = SwitchProcess.start(o.switchJar(), config, dir.resolve("pingpong-run/counters"),
+                dir.resolve("pingpong-switch.log"))) {
+            sw.awaitSockets(List.of(dir.resolve("a.sock"), dir.resolve("b.sock")), Duration.ofSeconds(30));
+            try (PingPongGuest a = PingPongGuest.attach(dir.resolve("a.sock"), o.eventIdx, 10_000);
+                 PingPongGuest b = PingPongGuest.attach(dir.resolve("b.sock"), o.eventIdx, 10_000)) {
+                sw.awaitLinkUp(List.of("a", "b"), Duration.ofSeconds(30));
+                if (o.idleSeconds > 0) {
+                    log("%s: both links up; settling %.0f s, then measuring idle CPU for %.0f s", r.mode, o.settleSeconds, o.idleSeconds);
+                    Thread.sleep((long) (o.settleSeconds * 1000));
+                    SwitchProcess.Counters c0 = sw.counters();
+                    long ticks0 = sw.cpuTicks();
+                    long t0 = System.nanoTime();
+                    Thread.sleep((long) (o.idleSeconds * 1000));
+                    long ticks1 = sw.cpuTicks();
+                    long t1 = System.nanoTime();
+                    SwitchProcess.Counters c1 = sw.counters();
+                    r.idleWindow = (t1 - t0) / 1e9;
+                    r.idleCpu = SwitchProcess.cpuPercent(ticks1 - ticks0, t1 - t0);
+                    r.idleSleeps = c1.workers("sleeps") - c0.workers("sleeps");
+                    r.idleWakeups = c1.workers("wakeups") - c0.workers("wakeups");
+                    r.idleLoops = c1.workers("idle_loops") - c0.workers("idle_loops");
+                    r.idleBusyLoops = c1.workers("busy_loops") - c0.workers("busy_loops");
+                    log("%s: idle CPU %.2f %% (sleeps %d, wakeups %d, idle loops %d)", r.mode, r.idleCpu,
+                            r.idleSleeps, r.idleWakeups, r.idleLoops);
+                }
+                if (!o.skipLatency) {
+                    log("%s: ping-pong, %d round trips/s, %.0f s warm-up + %.0f s measured", r.mode, o.rate,
+                            o.latencyWarmupSeconds, o.latencySeconds);
+                    SwitchProcess.Counters c0 = sw.counters();
+                    long ticks0 = sw.cpuTicks();
+                    long t0 = System.nanoTime();
+                    pingPong(o, a, b, r);
+                    long ticks1 = sw.cpuTicks();
+                    long t1 = System.nanoTime();
+                    SwitchProcess.Counters c1 = sw.counters();
+                    r.latencyCpu = SwitchProcess.cpuPercent(ticks1 - ticks0, t1 - t0);
+                    r.latencyKicks = c1.ports("kicks") - c0.ports("kicks");
+                    r.latencySleeps = c1.workers("sleeps") - c0.workers("sleeps");
+                    r.latencyWakeups = c1.workers("wakeups") - c0.workers("wakeups");
+                    r.latencyNotifications = c1.ports("notifications") - c0.ports("notifications");
+                    log("%s: round trip p50 %.1f us, p99 %.1f us, max %.1f us (%d round trips, %d lost)", r.mode,
+                            us(r.latency.getValueAtPercentile(50)), us(r.latency.getValueAtPercentile(99)),
+                            us(r.latency.getMaxValue()), r.roundTrips, r.lost);
+                }
+            }
+        }
+    }
+
+    /** The ping-pong, on one thread pinned to the bench cpu: a sends, b reflects, a receives. */
+    private static void pingPong(Options o, PingPongGuest a, PingPongGuest b, ModeResult r) throws Exception {
+        Throwable[] failure = new Throwable[1];
+        Thread t = new Thread(() -> {
+            try {
+                if (o.benchCpu >= 0) {
+                    Affinity.pinCurrentThread(o.benchCpu);
+                }
+                runPingPong(o, a, b, r);
+            } catch (Throwable e) {
+                failure[0] = e;
+            }
+        }, "ping-pong");
+        t.start();
+        t.join();
+        if (failure[0] instanceof Exception e) {
+            throw e;
+        } else if (failure[0] != null) {
+            throw new RuntimeException(failure[0]);
+        }
+    }
+
+    private static void runPingPong(Options o, PingPongGuest a, PingPongGuest b, ModeResult r) {
+        int length = PingPongGuest.HEADER + FRAME;
+        byte[] frame = new byte[length];
+        byte[] atB = new byte[PingPongGuest.BUFFER];
+        byte[] atA = new byte[PingPongGuest.BUFFER];
+        // a's frame: dst 02:00:00:00:00:0b, src 02:00:00:00:00:0a, ethertype 0x88b5 (local experimental), then a sequence number
+        int eth = PingPongGuest.HEADER;
+        frame[eth] = 2;
+        frame[eth + 5] = 0x0b;
+        frame[eth + 6] = 2;
+        frame[eth + 11] = 0x0a;
+        frame[eth + 12] = (byte) 0x88;
+        frame[eth + 13] = (byte) 0xb5;
+        Histogram h = new Histogram(10_000_000_000L, 3);
+        long period = 1_000_000_000L / o.rate;
+        long start = System.nanoTime();
+        long measureFrom = start + (long) (o.latencyWarmupSeconds * 1e9);
+        long end = measureFrom + (long) (o.latencySeconds * 1e9);
+        long next = start;
+        long seq = 0;
+        long lost = 0;
+        while (true) {
+            waitUntil(next);
+            if (next >= end) {
+                break;
+            }
+            seq++;
+            LONG_LE.set(frame, SEQ_AT, seq);
+            long t0 = System.nanoTime();
+            a.send(frame, length);
+            boolean ok = await(b, atB, seq, t0 + ROUND_TRIP_TIMEOUT_NANOS);
+            if (ok) {
+                // reflect: swap the MAC addresses, send it back the way it came
+                for (int i = 0; i < 6; i++) {
+                    byte d = atB[eth + i];
+                    atB[eth + i] = atB[eth + 6 + i];
+                    atB[eth + 6 + i] = d;
+                }
+                b.send(atB, length);
+                ok = await(a, atA, seq, t0 + ROUND_TRIP_TIMEOUT_NANOS);
+            }
+            long t1 = System.nanoTime();
+            if (t0 >= measureFrom) {
+                if (ok) {
+                    h.recordValue(t1 - t0);
+                } else {
+                    lost++;
+                }
+            }
+            next += period;
+            if (next < t1) {
+                next = t1;   // a slow round trip delays the next one instead of bunching the following ones
+            }
+        }
+        r.latency = h;
+        r.roundTrips = h.getTotalCount();
+        r.lost = lost;
+    }
+
+    /** Spins on {@code guest}'s RX used ring until the frame numbered {@code seq} arrives (older ones are dropped). */
+    private static boolean await(PingPongGuest guest, byte[] into, long seq, long deadline) {
+        int spins = 0;
+        while (true) {
+            int n = guest.poll(into);
+            if (n >= SEQ_AT + 8) {
+                if ((long) LONG_LE.get(into, SEQ_AT) == seq) {
+                    return true;
+                }
+                continue;   // a late echo of an earlier, timed-out round trip
+            }
+            Thread.onSpinWait();
+            if ((++spins & 0x3FF) == 0 && System.nanoTime() > deadline) {
+                return false;
+            }
+        }
+    }
+
+    private static void waitUntil(long deadline) {
+        long left;
+        while ((left = deadline - System.nanoTime()) > 0) {
+            if (left > 200_000) {
+                LockSupport.parkNanos(left - 100_000);
+            } else {
+                Thread.onSpinWait();
+            }
+        }
+    }
+
+    private static void throughput(Options o, Path dir, ModeResult r) throws Exception {
+        Path config = writeConfig(o, dir, r.mode, "testpmd");
+        log("%s: starting a fresh switch for testpmd", r.mode);
+        try (SwitchProcess sw = SwitchProcess.start(o.switchJar(), config, dir.resolve("testpmd-run/counters"),
+                dir.resolve("testpmd-switch.log"))) {
+            sw.awaitSockets(List.of(dir.resolve("a.sock"), dir.resolve("b.sock")), Duration.ofSeconds(30));
+            List<String> eal = new ArrayList<>(List.of("-l", o.testpmdLcores, "--main-lcore", Integer.toString(o.testpmdMainLcore),
+                    "--no-pci"));
+            if (o.testpmdHugepages) {
+                eal.addAll(List.of("-m", "1024", "--single-file-segments"));
+            } else {
+                eal.addAll(List.of("--no-huge", "-m", "1024"));
+            }
+            eal.addAll(List.of("--vdev", "net_virtio_user0,path=" + dir.resolve("a.sock"),
+                    "--vdev", "net_virtio_user1,path=" + dir.resolve("b.sock")));
+            List<String> app = List.of("-i", "--nb-cores=1", "--forward-mode=io", "--total-num-mbufs=16384");
+            try (TestPmd pmd = TestPmd.start("testpmd-" + r.mode, dir, eal, app)) {
+                sw.awaitLinkUp(List.of("a", "b"), Duration.ofSeconds(30));
+                pmd.command("start tx_first" + (o.txFirstBursts > 1 ? " " + o.txFirstBursts : ""), Duration.ofSeconds(30));
+                log("%s: testpmd io forwarding; %.0f s warm-up, then %.0f s measured", r.mode, o.warmupSeconds, o.throughputSeconds);
+                Thread.sleep((long) (o.warmupSeconds * 1000));
+                long a0 = System.nanoTime();
+                Map<Integer, TestPmd.PortStats> s0 = pmd.portStats();
+                long t0 = (a0 + System.nanoTime()) / 2;
+                long ticks0 = sw.cpuTicks();
+                SwitchProcess.Counters c0 = sw.counters();
+                Thread.sleep((long) (o.throughputSeconds * 1000));
+                long a1 = System.nanoTime();
+                Map<Integer, TestPmd.PortStats> s1 = pmd.portStats();
+                long t1 = (a1 + System.nanoTime()) / 2;
+                long ticks1 = sw.cpuTicks();
+                SwitchProcess.Counters c1 = sw.counters();
+                pmd.command("stop", Duration.ofSeconds(30));
+                double seconds = (t1 - t0) / 1e9;
+                long rx = sum(s1, true) - sum(s0, true);
+                long tx = sum(s1, false) - sum(s0, false);
+                r.rxMpps = rx / seconds / 1e6;
+                r.txMpps = tx / seconds / 1e6;
+                r.mpps = (rx + tx) / 2.0 / seconds / 1e6;
+                r.loadCpu = SwitchProcess.cpuPercent(ticks1 - ticks0, t1 - t0);
+                r.loadDrops = c1.drops() - c0.drops();
+                r.loadKicks = c1.ports("kicks") - c0.ports("kicks");
+                r.loadSleeps = c1.workers("sleeps") - c0.workers("sleeps");
+                r.loadWakeups = c1.workers("wakeups") - c0.workers("wakeups");
+                log("%s: %.3f Mpps (testpmd rx %.3f, tx %.3f), switch CPU %.0f %%, drops %d, kicks %d, sleeps %d",
+                        r.mode, r.mpps, r.rxMpps, r.txMpps, r.loadCpu, r.loadDrops, r.loadKicks, r.loadSleeps);
+            }
+        }
+    }
+
+    private static long sum(Map<Integer, TestPmd.PortStats> stats, boolean rx) {
+        return stats.values().stream().mapToLong(s -> rx ? s.rxPackets() : s.txPackets()).sum();
+    }
+
+    // ---------------------------------------------------------------- report
+
+    private static void report(Options o, List<ModeResult> results, String started) throws IOException {
+        StringBuilder out = new StringBuilder();
+        out.append("\n## Notification modes: results\n\n");
+        out.append("command: ").append(o.command).append('\n');
+        out.append("date: ").append(started).append('\n');
+        out.append("machine: ").append(Runtime.getRuntime().availableProcessors()).append(" cpus, ").append(cpuModel())
+                .append(", kernel ").append(System.getProperty("os.version")).append('\n');
+        out.append("jdk: ").append(System.getProperty("java.vm.vendor")).append(' ')
+                .append(System.getProperty("java.runtime.version")).append('\n');
+        out.append("commit: ").append(o.commit).append('\n');
+        out.append(String.format(Locale.ROOT, "setup: cross-connect a<->b, 1 worker on cpu %d; idle %.0f s; ping-pong %d/s for %.0f s"
+                        + " (64 B, guests spin, kick when asked%s), thread on cpu %d; testpmd -l %s --main-lcore %d, io fwd,"
+                        + " tx_first %d, %s, %.0f s after %.0f s%n",
+                o.switchCpu, o.idleSeconds, o.rate, o.latencySeconds, o.eventIdx ? ", EVENT_IDX" : "", o.benchCpu,
+                o.testpmdLcores, o.testpmdMainLcore, o.txFirstBursts, o.testpmdHugepages ? "hugepages" : "--no-huge",
+                o.throughputSeconds, o.warmupSeconds));
+        out.append('\n');
+        out.append("| mode | idle CPU % | RTT p50 µs | RTT p99 µs | throughput Mpps |\n");
+        out.append("|---|---:|---:|---:|---:|\n");
+        for (ModeResult r : results) {
+            out.append(String.format(Locale.ROOT, "| %s | %s | %s | %s | %s |%n", r.mode, num(r.idleCpu, 1),
+                    r.latency == null ? "-" : num(us(r.latency.getValueAtPercentile(50)), 1),
+                    r.latency == null ? "-" : num(us(r.latency.getValueAtPercentile(99)), 1), num(r.mpps, 3)));
+        }
+        out.append("\nDetails (per mode; counters from the switch's counters file):\n\n");
+        out.append("| mode | idle: sleeps/s | idle: wakeups/s | idle: idle loops/s | RTT p99.9 µs | RTT max µs | round trips | lost"
+                + " | ping-pong: kicks | ping-pong: wakeups | ping-pong CPU % | load: switch CPU % | load: rx / tx Mpps | load: drops | load: kicks | load: sleeps |\n");
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (ModeResult r : results) {
+            double w = r.idleWindow > 0 ? r.idleWindow : Double.NaN;
+            out.append(String.format(Locale.ROOT, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |%n",
+                    r.mode, num(r.idleSleeps / w, 0), num(r.idleWakeups / w, 0), num(r.idleLoops / w, 0),
+                    r.latency == null ? "-" : num(us(r.latency.getValueAtPercentile(99.9)), 1),
+                    r.latency == null ? "-" : num(us(r.latency.getMaxValue()), 1),
+                    r.latency == null ? "-" : Long.toString(r.roundTrips), r.latency == null ? "-" : Long.toString(r.lost),
+                    r.latency == null ? "-" : Long.toString(r.latencyKicks),
+                    r.latency == null ? "-" : Long.toString(r.latencyWakeups), num(r.latencyCpu, 1),
+                    num(r.loadCpu, 0), Double.isNaN(r.mpps) ? "-" : num(r.rxMpps, 3) + " / " + num(r.txMpps, 3),
+                    Double.isNaN(r.mpps) ? "-" : Long.toString(r.loadDrops),
+                    Double.isNaN(r.mpps) ? "-" : Long.toString(r.loadKicks),
+                    Double.isNaN(r.mpps) ? "-" : Long.toString(r.loadSleeps)));
+        }
+        out.append('\n').append(targets(results));
+        for (ModeResult r : results) {
+            for (String e : r.errors) {
+                out.append("error: ").append(r.mode).append(": ").append(e).append('\n');
+            }
+        }
+        System.out.print(out);
+        System.out.flush();
+    }
+
+    /** The issue's targets, each said to be met or missed. */
+    static String targets(List<ModeResult> results) {
+        Map<String, ModeResult> by = new LinkedHashMap<>();
+        results.forEach(r -> by.put(r.mode, r));
+        StringBuilder s = new StringBuilder("Targets:\n");
+        target(s, by.get("interrupt"), r -> r.idleCpu, "interrupt idle CPU < 2 %", v -> v < 2);
+        target(s, by.get("hybrid"), r -> r.idleCpu, "hybrid idle CPU < 2 %", v -> v < 2);
+        target(s, by.get("monitor"), r -> r.idleCpu, "monitor idle CPU < 15 %", v -> v < 15);
+        target(s, by.get("poll"), r -> r.idleCpu, "poll idle CPU ≈ 100 % of one core (90..110)", v -> v >= 90 && v <= 110);
+        ModeResult poll = by.get("poll");
+        for (String m : List.of("hybrid", "monitor")) {
+            ModeResult r = by.get(m);
+            if (r == null || poll == null || Double.isNaN(poll.mpps) || Double.isNaN(r.mpps)) {
+                continue;
+            }
+            double ratio = r.mpps / poll.mpps;
+            s.append(String.format(Locale.ROOT, "  %-7s %s: %s Mpps = %.1f %% of poll's %s%n",
+                    ratio >= 0.9 ? "MET" : "MISSED", m + " throughput within 10 % of poll", num(r.mpps, 3),
+                    100 * ratio, num(poll.mpps, 3)));
+        }
+        return s.toString();
+    }
+
+    private static void target(StringBuilder s, ModeResult r, java.util.function.ToDoubleFunction<ModeResult> value,
+                               String what, java.util.function.DoublePredicate ok) {
+        if (r == null || Double.isNaN(value.applyAsDouble(r))) {
+            return;
+        }
+        double v = value.applyAsDouble(r);
+        s.append(String.format(Locale.ROOT, "  %-7s %s: %.2f %%%n", ok.test(v) ? "MET" : "MISSED", what, v));
+    }
+
+    private static String num(double v, int decimals) {
+        return Double.isNaN(v) || Double.isInfinite(v) ? "-" : String.format(Locale.ROOT, "%." + decimals + "f", v);
+    }
+
+    private static double us(long nanos) {
+        return nanos / 1000.0;
+    }
+
+    private static String cpuModel() {
+        try (Stream<String> lines = Files.lines(Path.of("/proc/cpuinfo"))) {
+            return lines.filter(l -> l.startsWith("model name")).findFirst()
+                    .map(l -> l.substring(l.indexOf(':') + 1).trim()).orElse("unknown cpu");
+        } catch (IOException e) {
+            return "unknown cpu";
+        }
+    }
+
+    private static void log(String format, Object... args) {
+        System.out.printf(Locale.ROOT, "[%s] " + format + "%n",
+                Stream.concat(Stream.of(java.time.LocalTime.now().withNano(0)), Stream.of(args)).toArray());
+        System.out.flush();
+    }
+
+    private static void deleteTree(Path root) throws IOException {
+        try (Stream<Path> walk = Files.walk(root)) {
+            for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- options
+
+    static Options parse(String[] args) {
+        Options o = new Options();
+        for (int i = 0; i < args.length; i++) {
+            String arg = args[i];
+            String value = null;
+            int eq = arg.indexOf('=');
+            if (arg.startsWith("--") && eq > 0) {
+                value = arg.substring(eq + 1);
+                arg = arg.substring(0, eq);
+            }
+            switch (arg) {
+                case "-h", "--help" -> {
+                    return null;
+                }
+                case "--keep" -> o.keep = true;
+                case "--event-idx" -> o.eventIdx = true;
+                case "--testpmd-hugepages" -> o.testpmdHugepages = true;
+                case "--skip-latency" -> o.skipLatency = true;
+                case "--skip-throughput" -> o.skipThroughput = true;
+                default -> {
+                    if (value == null) {
+                        if (i + 1 >= args.length) {
+                            throw new IllegalArgumentException(arg + " needs a value");
+                        }
+                        value = args[++i];
+                    }
+                    apply(o, arg, value);
+                }
+            }
+        }
+        return o;
+    }
+
+    private static void apply(Options o, String key, String v) {
+        try {
+            switch (key) {
+                case "--modes" -> {
+                    List<String> modes = List.of(v.split(","));
+                    for (String m : modes) {
+                        if (!List.of("poll", "interrupt", "hybrid", "monitor").contains(m)) {
+                            throw new IllegalArgumentException("unknown mode '" + m + "'");
+                        }
+                    }
+                    o.modes = modes;
+                }
+                case "--idle-seconds" -> o.idleSeconds = Double.parseDouble(v);
+                case "--settle-seconds" -> o.settleSeconds = Double.parseDouble(v);
+                case "--rate" -> o.rate = positive(Integer.parseInt(v), key);
+                case "--latency-seconds" -> o.latencySeconds = Double.parseDouble(v);
+                case "--latency-warmup-seconds" -> o.latencyWarmupSeconds = Double.parseDouble(v);
+                case "--throughput-seconds" -> o.throughputSeconds = Double.parseDouble(v);
+                case "--warmup-seconds" -> o.warmupSeconds = Double.parseDouble(v);
+                case "--tx-first-bursts" -> o.txFirstBursts = positive(Integer.parseInt(v), key);
+                case "--switch-cpu" -> o.switchCpu = Integer.parseInt(v);
+                case "--bench-cpu" -> o.benchCpu = Integer.parseInt(v);
+                case "--testpmd-lcores" -> o.testpmdLcores = v;
+                case "--testpmd-main-lcore" -> o.testpmdMainLcore = Integer.parseInt(v);
+                case "--hybrid-quiet-polls" -> o.hybridQuietPolls = positive(Integer.parseInt(v), key);
+                case "--repo" -> o.repo = Path.of(v);
+                case "--work-dir" -> o.workDir = Path.of(v);
+                case "--command" -> o.command = v;
+                case "--commit" -> o.commit = v;
+                default -> throw new IllegalArgumentException("unknown option " + key);
+            }
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(key + ": not a number: " + v);
+        }
+    }
+
+    private static int positive(int v, String key) {
+        if (v < 1) {
+            throw new IllegalArgumentException(key + " must be >= 1");
+        }
+        return v;
+    }
+
+    private NotifyModesBench() {
+    }
+}
