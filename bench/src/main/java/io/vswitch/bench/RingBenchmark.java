@@ -43,13 +43,18 @@ import org.openjdk.jmh.annotations.Warmup;
  *
  * <p>The number to read is {@code packets}: handles taken out by the consumer per second. The
  * group's own score counts calls of both methods, which includes failed offers and empty polls,
- * and means nothing. Neither side backs off: when the ring is full or empty the call returns at
- * once and JMH calls it again, as a busy-polling switch worker would.
+ * and means nothing.
+ *
+ * <p>{@code idle} is what a thread does after a call that moved nothing (ring full or empty):
+ * {@code none} calls again at once, the harshest case, where the idle side hammers the other
+ * side's cache lines; {@code pause} executes one {@link Thread#onSpinWait()} (x86 PAUSE) first,
+ * which is what a busy-polling switch worker does, or close to it, since it goes on to poll
+ * its other queues rather than the same ring again.
  */
 @BenchmarkMode(Mode.Throughput)
 @OutputTimeUnit(TimeUnit.SECONDS)
 @Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 2)
+@Measurement(iterations = 5, time = 1)
 // Agrona 2 reaches for jdk.internal.misc.Unsafe and JCTools for sun.misc.Unsafe.
 @Fork(value = 1, jvmArgsAppend = {
         "--enable-native-access=ALL-UNNAMED",
@@ -66,6 +71,11 @@ public class RingBenchmark {
     @Param({"1", "32"})
     public int burst;
 
+    @Param({"none", "pause"})
+    public String idle;
+
+    boolean pause;
+
     SpscLongRing vswitchRing;
     SpscArrayQueue<Long> jctoolsQueue;
     OneToOneRingBuffer agronaRing;
@@ -76,6 +86,11 @@ public class RingBenchmark {
         if (burst < 1 || burst > MAX_BURST) {
             throw new IllegalArgumentException("burst must be in [1, " + MAX_BURST + "]: " + burst);
         }
+        pause = switch (idle) {
+            case "none" -> false;
+            case "pause" -> true;
+            default -> throw new IllegalArgumentException("idle must be none or pause: " + idle);
+        };
         vswitchRing = new SpscLongRing(CAPACITY);
         jctoolsQueue = new SpscArrayQueue<>(CAPACITY);
         // A record is an 8-byte header plus the 8-byte handle, so 16 bytes a slot.
@@ -155,11 +170,13 @@ public class RingBenchmark {
     @GroupThreads(1)
     public void vswitchProduce(ProducerState p) {
         final SpscLongRing ring = vswitchRing;
+        final int n;
         if (burst == 1) {
-            ring.offer(p.nextHandle());
+            n = ring.offer(p.nextHandle()) ? 1 : 0;
         } else {
-            ring.offer(p.handles, 0, burst);
+            n = ring.offer(p.handles, 0, burst);
         }
+        idleIfNothingMoved(n);
     }
 
     @Benchmark
@@ -167,22 +184,24 @@ public class RingBenchmark {
     @GroupThreads(1)
     public void vswitchConsume(ConsumerState c, Moved moved) {
         final SpscLongRing ring = vswitchRing;
+        int n = 0;
         if (burst == 1) {
             final long handle = ring.poll();
             if (handle != SpscLongRing.EMPTY) {
                 c.sum += handle;
-                moved.packets++;
+                n = 1;
             }
         } else {
             final long[] handles = c.handles;
-            final int n = ring.poll(handles, 0, burst);
+            n = ring.poll(handles, 0, burst);
             long sum = 0;
             for (int i = 0; i < n; i++) {
                 sum += handles[i];
             }
             c.sum += sum;
-            moved.packets += n;
         }
+        moved.packets += n;
+        idleIfNothingMoved(n);
     }
 
     // ---- JCTools SpscArrayQueue<Long> ----
@@ -192,11 +211,13 @@ public class RingBenchmark {
     @GroupThreads(1)
     public void jctoolsProduce(ProducerState p) {
         final SpscArrayQueue<Long> queue = jctoolsQueue;
+        final int n;
         if (burst == 1) {
-            queue.offer(p.get());
+            n = queue.offer(p.get()) ? 1 : 0;
         } else {
-            queue.fill(p, burst);
+            n = queue.fill(p, burst);
         }
+        idleIfNothingMoved(n);
     }
 
     @Benchmark
@@ -204,15 +225,18 @@ public class RingBenchmark {
     @GroupThreads(1)
     public void jctoolsConsume(ConsumerState c, Moved moved) {
         final SpscArrayQueue<Long> queue = jctoolsQueue;
+        int n = 0;
         if (burst == 1) {
             final Long handle = queue.poll();
             if (handle != null) {
                 c.sum += handle;
-                moved.packets++;
+                n = 1;
             }
         } else {
-            moved.packets += queue.drain(c, burst);
+            n = queue.drain(c, burst);
         }
+        moved.packets += n;
+        idleIfNothingMoved(n);
     }
 
     // ---- Agrona OneToOneRingBuffer ----
@@ -223,21 +247,32 @@ public class RingBenchmark {
     public void agronaProduce(ProducerState p) {
         final OneToOneRingBuffer ring = agronaRing;
         final UnsafeBuffer buffer = agronaBuffer;
-        final int n = burst;
-        for (int i = 0; i < n; i++) {
+        final int max = burst;
+        int n = 0;
+        while (n < max) {
             final int index = ring.tryClaim(MSG_TYPE, Long.BYTES);
             if (index < 0) {
-                return; // full
+                break; // full
             }
             buffer.putLong(index, p.nextHandle());
             ring.commit(index);
+            n++;
         }
+        idleIfNothingMoved(n);
     }
 
     @Benchmark
     @Group("agrona")
     @GroupThreads(1)
     public void agronaConsume(ConsumerState c, Moved moved) {
-        moved.packets += agronaRing.read(c, burst);
+        final int n = agronaRing.read(c, burst);
+        moved.packets += n;
+        idleIfNothingMoved(n);
+    }
+
+    private void idleIfNothingMoved(int moved) {
+        if (moved == 0 && pause) {
+            Thread.onSpinWait();
+        }
     }
 }
