@@ -84,7 +84,8 @@ final class Worker implements Agent {
     private final AtomicCounter sleeps;
     private final AtomicCounter wakeups;
     /** Upper bound on one sleep, so a missed wake-up would cost at most this much latency, never a hang. */
-    static final int MAX_SLEEP_MILLIS = Integer.getInteger("vswitch.maxSleepMillis", 200);
+    static final int DEFAULT_MAX_SLEEP_MILLIS = 200;
+    private final int maxSleepMillis = Integer.getInteger("vswitch.maxSleepMillis", DEFAULT_MAX_SLEEP_MILLIS);
     private static final long WAKEUP_DATA = Long.MAX_VALUE;
 
     Worker(int id, boolean learning, MacTable macTable, SwitchPort[] allPorts, int burst, PacketBufferPool pool,
@@ -198,7 +199,7 @@ final class Worker implements Agent {
         }
         if (!pending) {
             sleeps.incrementRelease();
-            int ready = epoll.await(napOnly ? 1 : MAX_SLEEP_MILLIS);
+            int ready = epoll.await(napOnly ? 1 : maxSleepMillis);
             EPOCH.setVolatile(this, epoch + 1);
             try {
                 for (int i = 0; i < ready; i++) {
