@@ -64,6 +64,15 @@ class SwitchRestartTest {
                 awaitCounter(second.countersPath(), "r2", "link_up", 1);
                 assertPing(g2, g1);
                 transfer(g2, g1, 4096);
+
+                // the guest driver resets the device (QEMU: GET_VRING_BASE, then the rings are set up again)
+                long connections = value(CountersFile.read(second.countersPath()), "r1", "connections");
+                g1.runOk("rmmod virtio_net && insmod /lib/modules/virtio_net.ko"
+                        + " && for i in $(seq 50); do [ -e /sys/class/net/eth0 ] && break; usleep 100000; done"
+                        + " && ip addr add " + g1.ipCidr() + " dev eth0 && ip link set eth0 up", Duration.ofSeconds(60));
+                assertPing(g1, g2);
+                assertTrue(value(CountersFile.read(second.countersPath()), "r1", "connections") == connections,
+                        "same connection: the device was reset, not reconnected");
             }
         } finally {
             try (Stream<Path> files = Files.walk(sockets)) {
