@@ -23,6 +23,30 @@ final class SwitchPort {
     /** The port's position in its worker's list, the epoll data word of its kick. */
     int localIndex;
 
+    // per-frame counts, owned by the port's worker and published to the counters once per pass
+    long pendingTxPackets;
+    long pendingTxBytes;
+    long pendingRxRingFull;
+    long pendingPortDown;
+
+    /** Publishes what the worker counted since the last pass (one release store per counter that moved). */
+    void publishCounts() {
+        if (pendingTxPackets != 0) {
+            counters.txPackets.getAndAddRelease(pendingTxPackets);
+            counters.txBytes.getAndAddRelease(pendingTxBytes);
+            pendingTxPackets = 0;
+            pendingTxBytes = 0;
+        }
+        if (pendingRxRingFull != 0) {
+            counters.dropRxRingFull.getAndAddRelease(pendingRxRingFull);
+            pendingRxRingFull = 0;
+        }
+        if (pendingPortDown != 0) {
+            counters.dropPortDown.getAndAddRelease(pendingPortDown);
+            pendingPortDown = 0;
+        }
+    }
+
     SwitchPort(int index, String name, VhostUserPort vhost, int worker, int mtu, PortCounters counters) {
         this.index = index;
         this.name = name;

@@ -375,6 +375,7 @@ final class Worker implements Agent {
             if (port.seenRunning) {
                 port.device.rxQueue().flushRx();
             }
+            port.publishCounts();
         }
         return work;
     }
@@ -473,27 +474,27 @@ final class Worker implements Agent {
             stage(dst.worker, src, dst.index, b, frame, length);
             return;
         }
-        if (!dst.device.isRunning() || !dst.seenRunning) {
-            dst.counters.dropPortDown.incrementRelease();
+        if (!dst.seenRunning || !dst.device.isRunning()) {
+            dst.pendingPortDown++;
             return;
         }
         if (dst.device.rxQueue().enqueue(b, frame)) {
-            dst.counters.txPackets.incrementRelease();
-            dst.counters.txBytes.getAndAddRelease(length);
+            dst.pendingTxPackets++;
+            dst.pendingTxBytes += length;
         } else {
-            dst.counters.dropRxRingFull.incrementRelease();
+            dst.pendingRxRingFull++;
         }
     }
 
     private void stage(int worker, SwitchPort src, int dstIndex, PacketBatch b, int frame, int length) {
         SwitchPort dropOn = dstIndex >= 0 ? allPorts[dstIndex] : src;
         if (stagedCount[worker] == staged[worker].length || length + META_SIZE > pool.bufferSize()) {
-            dropOn.counters.dropNoBuffers.incrementRelease();
+            dropOn.counters.dropNoBuffers.increment();   // several workers may count on one port: atomic
             return;
         }
         long handle = pool.acquire();
         if (handle == PacketBufferPool.NO_BUFFER) {
-            dropOn.counters.dropNoBuffers.incrementRelease();
+            dropOn.counters.dropNoBuffers.increment();
             return;
         }
         MemorySegment memory = pool.memory();
@@ -516,7 +517,7 @@ final class Worker implements Agent {
                 long handle = staged[w][i];
                 int dst = pool.memory().get(ValueLayout.JAVA_INT, pool.offset(handle) + META_DESTINATION);
                 allPorts[dst >= 0 ? dst : pool.memory().get(ValueLayout.JAVA_INT, pool.offset(handle) + META_SOURCE)]
-                        .counters.dropNoBuffers.incrementRelease();
+                        .counters.dropNoBuffers.increment();
                 pool.release(handle);
             }
             crossWorkerFrames.getAndAddRelease(sent);
@@ -571,15 +572,15 @@ final class Worker implements Agent {
     }
 
     private void deliverBuffer(SwitchPort dst, MemorySegment memory, long offset, int length) {
-        if (!dst.device.isRunning() || !dst.seenRunning) {
-            dst.counters.dropPortDown.incrementRelease();
+        if (!dst.seenRunning || !dst.device.isRunning()) {
+            dst.pendingPortDown++;
             return;
         }
         if (dst.device.rxQueue().enqueue(memory, offset, length)) {
-            dst.counters.txPackets.incrementRelease();
-            dst.counters.txBytes.getAndAddRelease(length);
+            dst.pendingTxPackets++;
+            dst.pendingTxBytes += length;
         } else {
-            dst.counters.dropRxRingFull.incrementRelease();
+            dst.pendingRxRingFull++;
         }
     }
 }
