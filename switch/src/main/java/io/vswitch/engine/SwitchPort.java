@@ -23,6 +23,13 @@ final class SwitchPort {
     /** The port's position in its worker's list, the epoll data word of its kick. */
     int localIndex;
 
+    // learning shortcuts, owned by the port's worker: a burst usually holds one guest's frames to one peer
+    long lastSourceMac = -1;
+    long lastSourceLearnedAt;
+    long lastDestinationMac = -1;
+    int lastDestinationPort;
+    long lastDestinationAt = -1;
+
     // per-frame counts, owned by the port's worker and published to the counters once per pass
     long pendingTxPackets;
     long pendingTxBytes;

@@ -433,15 +433,28 @@ final class Worker implements Agent {
             }
             long dstMac = b.mac(i, 0);
             long srcMac = b.mac(i, 6);
-            if ((srcMac & 0x0100_0000_0000L) == 0) {
+            // the table refreshes an entry at most once a second anyway: skip it for the same source within that
+            if ((srcMac & 0x0100_0000_0000L) == 0 && (srcMac != src.lastSourceMac || now - src.lastSourceLearnedAt > 500)) {
                 int learned = macTable.learn(srcMac, src.index, now);
                 if (learned == MacTable.LEARNED_NEW) {
                     src.counters.macsLearned.incrementRelease();
                 } else if (learned == MacTable.LEARNED_MOVE) {
                     src.counters.macMoves.incrementRelease();
                 }
+                src.lastSourceMac = learned == MacTable.LEARNED_LIMITED ? -1 : srcMac;
+                src.lastSourceLearnedAt = now;
             }
-            int out = (dstMac & 0x0100_0000_0000L) != 0 ? MacTable.MISS : macTable.lookup(dstMac, now);
+            int out;
+            if ((dstMac & 0x0100_0000_0000L) != 0) {
+                out = MacTable.MISS;
+            } else if (dstMac == src.lastDestinationMac && now == src.lastDestinationAt) {
+                out = src.lastDestinationPort;   // same destination within the same millisecond
+            } else {
+                out = macTable.lookup(dstMac, now);
+                src.lastDestinationMac = dstMac;
+                src.lastDestinationPort = out;
+                src.lastDestinationAt = now;
+            }
             if (out == MacTable.MISS) {
                 flood(src, b, i, length);
             } else if (out != src.index) {

@@ -15,6 +15,8 @@ import java.lang.foreign.ValueLayout;
 public final class PacketBatch {
     /** Frames whose chain holds more pieces than this are dropped (a legitimate guest uses far fewer). */
     public static final int MAX_PIECES_PER_FRAME = 64;
+    private static final ValueLayout.OfShort U16_BE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN);
+    private static final ValueLayout.OfInt U32_BE = ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN);
 
     private final int capacity;
     private int count;
@@ -100,8 +102,8 @@ public final class PacketBatch {
         if (pieceLength[p] >= offset + 6) {
             MemorySegment s = pieceSegment[p];
             long base = pieceOffset[p] + offset;
-            long hi = Short.toUnsignedLong(s.get(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), base));
-            long lo = Integer.toUnsignedLong(s.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), base + 2));
+            long hi = Short.toUnsignedLong(s.get(U16_BE, base));
+            long lo = Integer.toUnsignedLong(s.get(U32_BE, base + 2));
             return (hi << 32) | lo;
         }
         long mac = 0;
