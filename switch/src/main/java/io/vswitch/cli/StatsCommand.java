@@ -7,7 +7,6 @@ import picocli.CommandLine.Option;
 
 import java.io.IOException;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -57,41 +56,52 @@ final class StatsCommand implements Callable<Integer> {
         return Main.EXIT_OK;
     }
 
-    private static final String[] PORT_COLUMNS = {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
-            "drop_rx_ring_full", "drop_no_buffers", "drop_port_down", "drop_invalid", "drop_over_mtu",
-            "notifications", "kicks", "queue_faults", "connections", "protocol_errors", "macs_learned", "mac_moves", "link_up"};
+    private static final String[][] TABLES = {
+        {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "link_up", "connections", "notifications", "kicks"},
+        {"drop_rx_ring_full", "drop_no_buffers", "drop_port_down", "drop_invalid", "drop_over_mtu", "queue_faults",
+            "protocol_errors", "macs_learned", "mac_moves"},
+    };
 
     static void print(CountersFile.Snapshot snap, CountersFile.Snapshot previous, double seconds) {
         Map<String, Map<String, Long>> ports = group(snap, "port");
         Map<String, Map<String, Long>> before = previous == null ? Map.of() : group(previous, "port");
         System.out.printf("vswitch pid %d, up %.0f s%n", snap.pid(), (System.currentTimeMillis() - snap.startMillis()) / 1000.0);
-        StringBuilder head = new StringBuilder(String.format("%-12s", "port"));
-        List<String> columns = new ArrayList<>(List.of(PORT_COLUMNS));
-        for (String c : columns) {
-            head.append(String.format(" %14s", c));
-        }
-        if (previous != null) {
-            head.append(String.format(" %12s %12s", "rx_pps", "tx_pps"));
-        }
-        System.out.println(head);
-        for (var entry : ports.entrySet()) {
-            StringBuilder row = new StringBuilder(String.format("%-12s", entry.getKey()));
+        for (int t = 0; t < TABLES.length; t++) {
+            List<String> columns = List.of(TABLES[t]);
+            StringBuilder head = new StringBuilder(String.format("%-12s", "port"));
             for (String c : columns) {
-                row.append(String.format(" %14d", entry.getValue().getOrDefault(c, 0L)));
+                head.append(String.format(" %" + width(c) + "s", c));
             }
-            if (previous != null) {
-                Map<String, Long> old = before.getOrDefault(entry.getKey(), Map.of());
-                row.append(String.format(" %12.0f %12.0f",
-                        rate(entry.getValue(), old, "rx_packets", seconds), rate(entry.getValue(), old, "tx_packets", seconds)));
+            boolean rates = previous != null && t == 0;
+            if (rates) {
+                head.append(String.format(" %12s %12s", "rx_pps", "tx_pps"));
             }
-            System.out.println(row);
+            System.out.println(head);
+            for (var entry : ports.entrySet()) {
+                StringBuilder row = new StringBuilder(String.format("%-12s", entry.getKey()));
+                for (String c : columns) {
+                    row.append(String.format(" %" + width(c) + "d", entry.getValue().getOrDefault(c, 0L)));
+                }
+                if (rates) {
+                    Map<String, Long> old = before.getOrDefault(entry.getKey(), Map.of());
+                    row.append(String.format(" %12.0f %12.0f",
+                            rate(entry.getValue(), old, "rx_packets", seconds), rate(entry.getValue(), old, "tx_packets", seconds)));
+                }
+                System.out.println(row);
+            }
+            System.out.println();
         }
         for (var entry : group(snap, "worker").entrySet()) {
-            System.out.printf("worker %-5s busy_loops %d idle_loops %d cross_worker_frames %d%n", entry.getKey(),
-                    entry.getValue().getOrDefault("busy_loops", 0L), entry.getValue().getOrDefault("idle_loops", 0L),
-                    entry.getValue().getOrDefault("cross_worker_frames", 0L));
+            Map<String, Long> w = entry.getValue();
+            System.out.printf("worker %-3s busy_loops %d idle_loops %d sleeps %d wakeups %d cross_worker_frames %d%n",
+                    entry.getKey(), w.getOrDefault("busy_loops", 0L), w.getOrDefault("idle_loops", 0L),
+                    w.getOrDefault("sleeps", 0L), w.getOrDefault("wakeups", 0L), w.getOrDefault("cross_worker_frames", 0L));
         }
         System.out.flush();
+    }
+
+    private static int width(String column) {
+        return Math.max(12, column.length());
     }
 
     private static double rate(Map<String, Long> now, Map<String, Long> old, String key, double seconds) {
