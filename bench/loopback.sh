@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Loopback throughput against real peers: a dpdk-testpmd virtio-user client (two ports, io forwarding,
+# 64-byte frames started with tx_first) forwards everything it receives back out of its other port; the
+# backend under test connects the two ports. Alternates, rep after rep:
+#
+#   part 1  vswitch cross-connect        vs  DPDK's own vhost backend (dpdk-testpmd net_vhost, io forwarding)
+#   part 2  vswitch learning bridge      vs  vswitch cross-connect, both with the client in mac forwarding
+#
+# and prints per run and in summary the aggregate Mpps (median, min-max) and the ratios. Mpps come from the
+# client's own port counters: (sum of RX-packets deltas + sum of TX-packets deltas) / 2 over both ports,
+# divided by the wall-clock window between two "show port stats all", taken after the warm-up.
+#
+# Cores (2): the client's forwarding lcore on core 0 (-l 0,1 --main-lcore 1 --nb-cores=1; its main lcore
+# sleeps in the prompt's read()); the backend's busy loop on core 1: vswitch's worker (cpus: [1], the whole
+# JVM confined to core 1 by taskset) or the DPDK backend's forwarding lcore (-l 0,1 --main-lcore 0
+# --nb-cores=1; its main lcore blocks on stdin).
+#
+#   bench/loopback.sh [--duration S] [--warmup S] [--reps N] [--parts 1,2] [--tx-first-bursts N]
+#                     [--client-devargs K=V,...] [--no-huge] [--no-build] [--out FILE]
+#
+# Defaults: 20 s measured after 5 s warm-up, 3 reps, both parts, "start tx_first 8" (8 bursts of 32 frames
+# per port in flight: with 1 burst the loop is latency-bound, not throughput-bound), 512 MB of hugepages
+# per testpmd. --client-devargs is appended to both net_virtio_user vdevs (e.g. in_order=0: DPDK's vhost
+# offers VIRTIO_F_IN_ORDER and vswitch does not, so by default the client runs faster paths against DPDK).
+#
+# Holds /tmp/vswitch-build.lock for the build and the whole run (never overlap a build or another benchmark);
+# set VSWITCH_LOCK_HELD=1 if the caller already holds it. Every process it starts is killed on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOCK=/tmp/vswitch-build.lock
+DURATION=20
+WARMUP=5
+REPS=3
+PARTS=1,2
+TX_FIRST=8
+CLIENT_DEVARGS=
+HUGE=1
+BUILD=1
+OUT=
+ORIG_ARGS=("$@")
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --duration) DURATION="$2"; shift 2 ;;
+        --warmup) WARMUP="$2"; shift 2 ;;
+        --reps) REPS="$2"; shift 2 ;;
+        --parts) PARTS="$2"; shift 2 ;;
+        --tx-first-bursts) TX_FIRST="$2"; shift 2 ;;
+        --client-devargs) CLIENT_DEVARGS="$2"; shift 2 ;;
+        --no-huge) HUGE=0; shift ;;
+        --no-build) BUILD=0; shift ;;
+        --out) OUT="$2"; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "loopback: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+command -v dpdk-testpmd >/dev/null || { echo "loopback: dpdk-testpmd not on PATH (apt-get install dpdk)" >&2; exit 2; }
+command -v python3 >/dev/null || { echo "loopback: python3 is needed to parse testpmd's counters" >&2; exit 2; }
+
+if [[ "${VSWITCH_LOCK_HELD:-}" != 1 ]]; then
+    exec 9>>"$LOCK"
+    if ! flock -n 9; then
+        echo "loopback: waiting for $LOCK (a build or another benchmark is running)..." >&2
+        flock 9
+    fi
+    export VSWITCH_LOCK_HELD=1
+fi
+
+if [[ -z "${JAVA_HOME:-}" || ! -x "$JAVA_HOME/bin/java" ]]; then
+    JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64
+fi
+export JAVA_HOME
+export MAVEN_OPTS="${MAVEN_OPTS:---sun-misc-unsafe-memory-access=allow}"
+JAR="$ROOT/switch/target/vswitch.jar"
+# what ./vswitch run passes to the JVM
+JVM_FLAGS=(--enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow
+           --add-exports java.base/jdk.internal.misc=ALL-UNNAMED -XX:+UseParallelGC -Xms256m)
+
+stale() {
+    [[ -f "$JAR" ]] || return 0
+    [[ -n "$(find "$ROOT"/{rings,notify,vhost-user,config,switch}/src "$ROOT/pom.xml" -newer "$JAR" -type f -print -quit 2>/dev/null)" ]]
+}
+if [[ $BUILD == 1 ]] && stale; then
+    echo "loopback: building vswitch (mvn -pl switch -am package -DskipTests)..." >&2
+    (cd "$ROOT" && mvn -B -q -pl switch -am package -DskipTests)
+fi
+[[ -f "$JAR" ]] || { echo "loopback: $JAR missing (build it or drop --no-build)" >&2; exit 2; }
+
+WORK="$(mktemp -d /tmp/vswitch-loopback.XXXXXX)"
+PREFIX="vsloop$$"
+BACKEND_PID=
+CLIENT_PID=
+COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- rings notify vhost-user config switch 2>/dev/null)" ]]; then
+    COMMIT="$COMMIT + uncommitted changes in the switch's modules"
+fi
+
+stop_pid() {   # TERM, then KILL after 5 s
+    local pid="$1"
+    [[ -n "$pid" ]] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+stop_all() {
+    stop_pid "$CLIENT_PID"; CLIENT_PID=
+    stop_pid "$BACKEND_PID"; BACKEND_PID=
+    exec 7>&- 8>&-
+    rm -f /dev/hugepages/"$PREFIX"* 2>/dev/null || true
+    rm -rf /var/run/dpdk/"$PREFIX"* 2>/dev/null || true
+}
+
+cleanup() {
+    stop_all
+    if [[ -n "${KEEP_WORK:-}" ]]; then
+        echo "loopback: logs kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+EAL_MEM=(-m 512 --single-file-segments)
+[[ $HUGE == 1 ]] || EAL_MEM=(--no-huge -m 512)
+
+wait_for() {   # wait_for CONDITION SECONDS WHAT: evaluates CONDITION every 0.1 s
+    local cond="$1" secs="$2" what="$3"
+    for _ in $(seq $((secs * 10))); do
+        if eval "$cond"; then return 0; fi
+        sleep 0.1
+    done
+    echo "loopback: timed out waiting for $what; last lines of the logs:" >&2
+    tail -n 20 "$WORK"/backend.log "$WORK"/client.log >&2 2>/dev/null || true
+    return 1
+}
+
+# start_vswitch MODE: cross-connect or learning, ports p0/p1 as server sockets in $WORK/run
+start_vswitch() {
+    local mode="$1" dir="$WORK/run"
+    rm -rf "$dir"; mkdir -p "$dir"
+    cat >"$WORK/vswitch.yaml" <<EOF
+switch:
+  mode: $mode
+  notify: poll
+  workers: 1
+  cpus: [1]
+  runtime-dir: $dir
+ports:
+  - name: p0
+    socket: $dir/p0.sock
+  - name: p1
+    socket: $dir/p1.sock
+EOF
+    if [[ "$mode" == cross-connect ]]; then
+        printf 'links:\n  - [p0, p1]\n' >>"$WORK/vswitch.yaml"
+    fi
+    # = ./vswitch run -c FILE (same JVM flags), without the launcher's rebuild check; JVM confined to core 1
+    taskset -c 1 "$JAVA_HOME/bin/java" "${JVM_FLAGS[@]}" -jar "$JAR" run -c "$WORK/vswitch.yaml" \
+        >"$WORK/backend.log" 2>&1 &
+    BACKEND_PID=$!
+    wait_for "[[ -S $dir/p0.sock && -S $dir/p1.sock ]]" 30 "vswitch sockets"
+    SOCK0="$dir/p0.sock"; SOCK1="$dir/p1.sock"
+}
+
+# start_dpdk_vhost: DPDK's vhost backend, io forwarding, forwarding lcore on core 1
+start_dpdk_vhost() {
+    local dir="$WORK/run"
+    rm -rf "$dir"; mkdir -p "$dir"
+    rm -f "$WORK/backend.in"; mkfifo "$WORK/backend.in"
+    exec 8<>"$WORK/backend.in"   # stdin that never ends: non-interactive testpmd exits on EOF
+    stdbuf -o0 -e0 dpdk-testpmd -l 0,1 --main-lcore 0 --no-pci --file-prefix="${PREFIX}b" "${EAL_MEM[@]}" \
+        --vdev "net_vhost0,iface=$dir/v0.sock" --vdev "net_vhost1,iface=$dir/v1.sock" \
+        -- --nb-cores=1 --forward-mode=io <&8 >"$WORK/backend.log" 2>&1 &
+    BACKEND_PID=$!
+    wait_for "[[ -S $dir/v0.sock && -S $dir/v1.sock ]]" 60 "DPDK vhost sockets"
+    SOCK0="$dir/v0.sock"; SOCK1="$dir/v1.sock"
+}
+
+client_cmd() {   # client_cmd TEXT: one command at the client's prompt; waits for the next prompt
+    local before
+    before=$(grep -c 'testpmd> ' "$WORK/client.log" || true)
+    echo "$1" >&7
+    wait_for "[[ \$(grep -c 'testpmd> ' '$WORK/client.log' || true) -gt $before ]]" 30 "client: $1" || return 1
+}
+
+# run_client FWD: the virtio-user client; writes "rx_mpps tx_mpps aggregate_mpps seconds" to $WORK/client.result
+run_client() {
+    local fwd="$1" app=(-i --nb-cores=1 --txpkts=64)
+    local v0="net_virtio_user0,path=$SOCK0" v1="net_virtio_user1,path=$SOCK1"
+    if [[ -n "$CLIENT_DEVARGS" ]]; then
+        v0+=",$CLIENT_DEVARGS"; v1+=",$CLIENT_DEVARGS"
+    fi
+    if [[ "$fwd" == mac ]]; then
+        v0+=",mac=02:00:00:00:00:01"; v1+=",mac=02:00:00:00:00:02"
+        app+=(--forward-mode=mac --eth-peer=0,02:00:00:00:00:02 --eth-peer=1,02:00:00:00:00:01)
+    else
+        app+=(--forward-mode=io)
+    fi
+    rm -f "$WORK/client.in"; mkfifo "$WORK/client.in"
+    exec 7<>"$WORK/client.in"
+    : >"$WORK/client.log"
+    stdbuf -o0 -e0 dpdk-testpmd -l 0,1 --main-lcore 1 --no-pci --file-prefix="${PREFIX}c" "${EAL_MEM[@]}" \
+        --vdev "$v0" --vdev "$v1" -- "${app[@]}" <&7 >"$WORK/client.log" 2>&1 &
+    CLIENT_PID=$!
+    wait_for "grep -q 'testpmd> ' '$WORK/client.log'" 60 "client prompt" || return 1
+    client_cmd "start tx_first $TX_FIRST" || return 1
+    sleep "$WARMUP"
+    local o0 o1 t0 t1
+    o0=$(stat -c %s "$WORK/client.log"); t0=$(date +%s.%N)
+    client_cmd "show port stats all" || return 1
+    sleep "$DURATION"
+    o1=$(stat -c %s "$WORK/client.log"); t1=$(date +%s.%N)
+    client_cmd "show port stats all" || return 1
+    client_cmd "stop" || return 1
+    echo "quit" >&7
+    stop_pid "$CLIENT_PID"; CLIENT_PID=
+    exec 7>&-
+    python3 - "$WORK/client.log" "$o0" "$o1" "$t0" "$t1" >"$WORK/client.result" <<'PY'
+import re, sys
+log, o0, o1, t0, t1 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+text = open(log, errors="replace").read()
+def totals(chunk):
+    rx = tx = ports = 0
+    for block in re.split(r"NIC statistics for port", chunk)[1:3]:
+        rx += int(re.search(r"RX-packets:\s*(\d+)", block).group(1))
+        tx += int(re.search(r"TX-packets:\s*(\d+)", block).group(1))
+        ports += 1
+    if ports != 2:
+        sys.exit("could not find the stats of both ports in the client log")
+    return rx, tx
+rx0, tx0 = totals(text[o0:o1])
+rx1, tx1 = totals(text[o1:])
+dt = t1 - t0
+rx, tx = (rx1 - rx0) / dt / 1e6, (tx1 - tx0) / dt / 1e6
+print(f"{rx:.3f} {tx:.3f} {(rx + tx) / 2:.3f} {dt:.2f}")
+PY
+}
+
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
+
+measure() {   # measure LABEL BACKEND(vswitch-cross|vswitch-learning|dpdk) FWD(io|mac) REP
+    local label="$1" backend="$2" fwd="$3" rep="$4" rx tx agg secs
+    case "$backend" in
+        vswitch-cross) start_vswitch cross-connect ;;
+        vswitch-learning) start_vswitch learning ;;
+        dpdk) start_dpdk_vhost ;;
+    esac
+    if ! run_client "$fwd"; then
+        echo "loopback: $label rep $rep failed; client log:" >&2
+        tail -30 "$WORK/client.log" >&2
+        echo "backend log:" >&2
+        tail -30 "$WORK/backend.log" >&2
+        exit 1
+    fi
+    stop_all
+    read -r rx tx agg secs <"$WORK/client.result"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$rep" "$agg" "$rx" "$tx" >>"$RESULTS"
+    printf 'loopback: %-28s rep %d: %7.3f Mpps aggregate (client rx %.3f, tx %.3f Mpps, %s s window)\n' \
+        "$label" "$rep" "$agg" "$rx" "$tx" "$secs" >&2
+}
+
+echo "loopback: commit $COMMIT, $(nproc) cores, ${DURATION} s measured after ${WARMUP} s warm-up, $REPS reps," \
+     "tx_first $TX_FIRST burst(s), $([[ $HUGE == 1 ]] && echo hugepages || echo no hugepages)${CLIENT_DEVARGS:+, client devargs $CLIENT_DEVARGS}; logs in $WORK" >&2
+for rep in $(seq "$REPS"); do
+    if [[ ",$PARTS," == *",1,"* ]]; then
+        measure "vswitch cross-connect (io)" vswitch-cross io "$rep"
+        measure "dpdk vhost (io)" dpdk io "$rep"
+    fi
+    if [[ ",$PARTS," == *",2,"* ]]; then
+        measure "vswitch learning (mac)" vswitch-learning mac "$rep"
+        measure "vswitch cross-connect (mac)" vswitch-cross mac "$rep"
+    fi
+done
+
+SUMMARY="$(python3 - "$RESULTS" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+by = {}
+for label, rep, agg, rx, tx in rows:
+    by.setdefault(label, []).append(float(agg))
+med = {k: statistics.median(v) for k, v in by.items()}
+print(f"{'backend (client forwarding)':30s} {'runs':>4s}  {'Mpps median':>11s}  {'min-max':>15s}")
+for k, v in by.items():
+    print(f"{k:30s} {len(v):4d}  {med[k]:11.3f}  {min(v):7.3f}-{max(v):7.3f}")
+def ratio(a, b, target):
+    if a in med and b in med and med[b] > 0:
+        r = med[a] / med[b]
+        print(f"ratio {a} / {b} = {r:.3f}  (target >= {target}: {'met' if r >= target else 'NOT met'})")
+ratio("vswitch cross-connect (io)", "dpdk vhost (io)", 0.5)
+ratio("vswitch learning (mac)", "vswitch cross-connect (mac)", 0.8)
+PY
+)"
+echo
+echo "loopback: command: bench/loopback.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}} (commit $COMMIT, $(date -u +%Y-%m-%dT%H:%MZ))"
+echo "$SUMMARY"
+if [[ -n "$OUT" ]]; then
+    cp "$RESULTS" "$OUT"
+fi
