@@ -201,8 +201,11 @@ class MalformedMessageTest {
     @Test
     void socketInsteadOfAMemoryFileIsNacked() throws Exception {
         UnixSocket[] pair = UnixSocket.pair();
-        try (UnixSocket a = pair[0]; UnixSocket b = pair[1]) {
-            assertRefusedMemory(fe.standardRegion(), a.fd());
+        try {
+            assertRefusedMemory(fe.standardRegion(), pair[0].fd());
+        } finally {
+            pair[0].close();
+            pair[1].close();
         }
     }
 
