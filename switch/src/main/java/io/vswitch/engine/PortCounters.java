@@ -17,6 +17,7 @@ final class PortCounters implements AutoCloseable {
     final AtomicCounter dropPortDown;
     final AtomicCounter dropInvalid;
     final AtomicCounter dropOverMtu;
+    final AtomicCounter dropVlan;
     final AtomicCounter notifications;
     final AtomicCounter kicks;
     final AtomicCounter queueFaults;
@@ -36,6 +37,7 @@ final class PortCounters implements AutoCloseable {
         dropPortDown = file.newCounter("port", port, "drop_port_down");
         dropInvalid = file.newCounter("port", port, "drop_invalid");
         dropOverMtu = file.newCounter("port", port, "drop_over_mtu");
+        dropVlan = file.newCounter("port", port, "drop_vlan");
         notifications = file.newCounter("port", port, "notifications");
         kicks = file.newCounter("port", port, "kicks");
         queueFaults = file.newCounter("port", port, "queue_faults");
@@ -49,7 +51,7 @@ final class PortCounters implements AutoCloseable {
     @Override
     public void close() {
         for (AtomicCounter c : new AtomicCounter[] {rxPackets, rxBytes, txPackets, txBytes, dropRxRingFull,
-                dropNoBuffers, dropPortDown, dropInvalid, dropOverMtu, notifications, kicks, queueFaults,
+                dropNoBuffers, dropPortDown, dropInvalid, dropOverMtu, dropVlan, notifications, kicks, queueFaults,
                 connections, protocolErrors, macsLearned, macMoves, linkUp}) {
             c.close();
         }

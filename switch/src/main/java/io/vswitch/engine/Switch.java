@@ -67,9 +67,6 @@ public final class Switch implements AutoCloseable {
     public static List<String> unsupported(SwitchConfig config) {
         List<String> problems = new ArrayList<>();
         for (PortConfig p : config.ports()) {
-            if (!(p.vlan() instanceof VlanMode.Untagged)) {
-                problems.add("port " + p.name() + ": vlan/trunk is not implemented by the data plane yet");
-            }
             if (p.queues() != 1) {
                 problems.add("port " + p.name() + ": only 1 queue pair is implemented yet");
             }
@@ -140,7 +137,10 @@ public final class Switch implements AutoCloseable {
             PortConfig pc = config.ports().get(i);
             VhostUserPort vhost = new VhostUserPort(pc.name(), pc.socket(),
                     pc.role() == SocketRole.CLIENT ? VhostUserPort.Role.CLIENT : VhostUserPort.Role.SERVER);
-            SwitchPort port = new SwitchPort(i, pc.name(), vhost, pc.worker(), pc.mtu(), new PortCounters(counters, pc.name()));
+            int access = pc.vlan() instanceof VlanMode.Access a ? a.vlan() : -1;
+            List<Integer> trunk = pc.vlan() instanceof VlanMode.Trunk t ? t.vlans() : null;
+            SwitchPort port = new SwitchPort(i, pc.name(), vhost, pc.worker(), pc.mtu(), new PortCounters(counters, pc.name()),
+                    access, trunk);
             all[i] = port;
             byName.put(pc.name(), port);
             ports.add(port);

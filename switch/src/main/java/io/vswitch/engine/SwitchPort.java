@@ -16,6 +16,8 @@ final class SwitchPort {
     SwitchPort peer;
     /** Owned by the port's worker: was the device running at its last pass (to act on link changes once). */
     boolean seenRunning;
+    /** Owned by the port's worker: the current queue fault was counted and reported. */
+    boolean faultReported;
     /** Owned by the port's worker: the device generation it last brought up. */
     int seenGeneration;
     /** Owned by the port's worker: its own duplicate of the guest's TX kick eventfd while it sleeps on kicks. */
@@ -54,14 +56,44 @@ final class SwitchPort {
         }
     }
 
+    /** Access VLAN (frames untagged on the port, in this VLAN inside), or -1. */
+    final int accessVlan;
+    /** Trunk: the VLANs allowed, tagged on the port (one bit per VLAN id); null when not a trunk. */
+    final long[] trunk;
+
     SwitchPort(int index, String name, VhostUserPort vhost, int worker, int mtu, PortCounters counters) {
+        this(index, name, vhost, worker, mtu, counters, -1, null);
+    }
+
+    SwitchPort(int index, String name, VhostUserPort vhost, int worker, int mtu, PortCounters counters,
+               int accessVlan, java.util.List<Integer> trunkVlans) {
         this.index = index;
+        this.accessVlan = accessVlan;
+        if (trunkVlans == null) {
+            this.trunk = null;
+        } else {
+            this.trunk = new long[64];
+            for (int vid : trunkVlans) {
+                trunk[vid >>> 6] |= 1L << (vid & 63);
+            }
+        }
         this.name = name;
         this.vhost = vhost;
         this.device = vhost.device();
         this.worker = worker;
         this.maxFrame = mtu + 18;
         this.counters = counters;
+    }
+
+    /**
+     * Whether frames of {@code vlan} leave through this port. VLAN 0 is the untagged domain of ports without
+     * VLAN settings, which pass frames (tagged or not) unchanged.
+     */
+    boolean carries(int vlan) {
+        if (trunk != null) {
+            return vlan > 0 && (trunk[vlan >>> 6] & (1L << (vlan & 63))) != 0;
+        }
+        return accessVlan > 0 ? vlan == accessVlan : vlan == 0;
     }
 
     @Override

@@ -34,7 +34,12 @@ final class Worker implements Agent {
     static final int META_LENGTH = 0;
     static final int META_DESTINATION = 4;
     static final int META_SOURCE = 8;
+    /** VLAN of the frame, plus {@link #META_TAGGED} when the bytes carry an 802.1Q tag. */
+    static final int META_VLAN = 12;
+    static final int META_TAGGED = 1 << 16;
     static final int META_SIZE = 16;
+    static final int ETH_P_8021Q = 0x8100;
+    static final int TAG_SIZE = 4;
     static final int FLOOD = -1;
 
     private static final VarHandle EPOCH;
@@ -67,6 +72,11 @@ final class Worker implements Agent {
     private final long[][] staged;
     private final int[] stagedCount;
     private final long[] handles;
+    // a frame spliced around a VLAN tag: its pieces, and the tag itself
+    private final MemorySegment[] spliceSegments = new MemorySegment[PacketBatch.MAX_PIECES_PER_FRAME + 3];
+    private final long[] spliceOffsets = new long[PacketBatch.MAX_PIECES_PER_FRAME + 3];
+    private final int[] spliceLengths = new int[PacketBatch.MAX_PIECES_PER_FRAME + 3];
+    private final MemorySegment tag = MemorySegment.ofArray(new byte[TAG_SIZE]);
 
     /** Odd while inside the data path; see {@link #awaitQuiescence()}. */
     @SuppressWarnings("unused")
@@ -358,8 +368,13 @@ final class Worker implements Agent {
             }
             tx.completeTx(b);
             if (tx.isBroken() || device.rxQueue().isBroken()) {
-                port.counters.queueFaults.incrementRelease();
-                device.reportFault();
+                if (!port.faultReported) {
+                    port.faultReported = true;   // once per fault, not once per pass while it lasts
+                    port.counters.queueFaults.incrementRelease();
+                    device.reportFault();
+                }
+            } else {
+                port.faultReported = false;
             }
         }
         if (pool != null) {
@@ -423,83 +438,132 @@ final class Worker implements Agent {
                 src.counters.dropOverMtu.incrementRelease();
                 continue;
             }
-            if (!learning) {
-                deliver(src, src.peer, b, i, length);
-                continue;
-            }
             if (length < 14) {
                 src.counters.dropInvalid.incrementRelease();
                 continue;
             }
+            // which VLAN the frame belongs to, and whether its bytes carry the tag
+            int vlan = 0;
+            boolean tagged = false;
+            if (src.trunk != null) {
+                vlan = length >= 18 && b.u16(i, 12) == ETH_P_8021Q ? b.u16(i, 14) & 0xFFF : -1;
+                tagged = true;
+                if (vlan <= 0 || !src.carries(vlan)) {
+                    src.counters.dropVlan.incrementRelease();   // untagged, or a VLAN the trunk does not carry
+                    continue;
+                }
+            } else if (src.accessVlan > 0) {
+                if (b.u16(i, 12) == ETH_P_8021Q) {
+                    src.counters.dropVlan.incrementRelease();   // access ports take untagged frames only
+                    continue;
+                }
+                vlan = src.accessVlan;
+            }
+            if (!learning) {
+                deliver(src, src.peer, b, i, length, vlan, tagged);
+                continue;
+            }
+            long vlanKey = (long) vlan << 48;
             long dstMac = b.mac(i, 0);
             long srcMac = b.mac(i, 6);
             // the table refreshes an entry at most once a second anyway: skip it for the same source within that
-            if ((srcMac & 0x0100_0000_0000L) == 0 && (srcMac != src.lastSourceMac || now - src.lastSourceLearnedAt > 500)) {
-                int learned = macTable.learn(srcMac, src.index, now);
+            if ((srcMac & 0x0100_0000_0000L) == 0 && ((srcMac | vlanKey) != src.lastSourceMac || now - src.lastSourceLearnedAt > 500)) {
+                int learned = macTable.learn(srcMac | vlanKey, src.index, now);
                 if (learned == MacTable.LEARNED_NEW) {
                     src.counters.macsLearned.incrementRelease();
                 } else if (learned == MacTable.LEARNED_MOVE) {
                     src.counters.macMoves.incrementRelease();
                 }
-                src.lastSourceMac = learned == MacTable.LEARNED_LIMITED ? -1 : srcMac;
+                src.lastSourceMac = learned == MacTable.LEARNED_LIMITED ? -1 : srcMac | vlanKey;
                 src.lastSourceLearnedAt = now;
             }
             int out;
             if ((dstMac & 0x0100_0000_0000L) != 0) {
                 out = MacTable.MISS;
-            } else if (dstMac == src.lastDestinationMac && now == src.lastDestinationAt) {
+            } else if ((dstMac | vlanKey) == src.lastDestinationMac && now == src.lastDestinationAt) {
                 out = src.lastDestinationPort;   // same destination within the same millisecond
             } else {
-                out = macTable.lookup(dstMac, now);
-                src.lastDestinationMac = dstMac;
+                out = macTable.lookup(dstMac | vlanKey, now);
+                src.lastDestinationMac = dstMac | vlanKey;
                 src.lastDestinationPort = out;
                 src.lastDestinationAt = now;
             }
             if (out == MacTable.MISS) {
-                flood(src, b, i, length);
+                flood(src, b, i, length, vlan, tagged);
             } else if (out != src.index) {
-                deliver(src, allPorts[out], b, i, length);
+                deliver(src, allPorts[out], b, i, length, vlan, tagged);
             }
         }
         src.counters.rxPackets.getAndAddRelease(n);
         src.counters.rxBytes.getAndAddRelease(bytes);
     }
 
-    private void flood(SwitchPort src, PacketBatch b, int frame, int length) {
+    private void flood(SwitchPort src, PacketBatch b, int frame, int length, int vlan, boolean tagged) {
         final SwitchPort[] local = ports;
         for (SwitchPort dst : local) {
             if (dst != src) {
-                deliver(src, dst, b, frame, length);
+                deliver(src, dst, b, frame, length, vlan, tagged);
             }
         }
         for (int w = 0; w < outbound.length; w++) {
             if (outbound[w] != null) {
-                stage(w, src, FLOOD, b, frame, length);
+                stage(w, src, FLOOD, b, frame, length, vlan, tagged);
             }
         }
     }
 
-    private void deliver(SwitchPort src, SwitchPort dst, PacketBatch b, int frame, int length) {
-        if (dst == null) {
+    private void deliver(SwitchPort src, SwitchPort dst, PacketBatch b, int frame, int length, int vlan, boolean tagged) {
+        if (dst == null || !dst.carries(vlan)) {
             return;
         }
         if (dst.worker != id) {
-            stage(dst.worker, src, dst.index, b, frame, length);
+            stage(dst.worker, src, dst.index, b, frame, length, vlan, tagged);
             return;
         }
         if (!dst.seenRunning || !dst.device.isRunning()) {
             dst.pendingPortDown++;
             return;
         }
-        if (dst.device.rxQueue().enqueue(b, frame)) {
+        VirtQueue rx = dst.device.rxQueue();
+        boolean delivered;
+        int outLength = length;
+        if (dst.trunk != null && !tagged) {
+            // into a trunk: insert the tag after the two MAC addresses
+            int n = b.slice(frame, 0, 12, spliceSegments, spliceOffsets, spliceLengths, 0);
+            n += tagPiece(vlan, n);
+            n += b.slice(frame, 12, length - 12, spliceSegments, spliceOffsets, spliceLengths, n);
+            outLength = length + TAG_SIZE;
+            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, n, outLength);
+        } else if (dst.trunk == null && tagged) {
+            // out of a trunk into an access port: strip the tag
+            int n = b.slice(frame, 0, 12, spliceSegments, spliceOffsets, spliceLengths, 0);
+            n += b.slice(frame, 12 + TAG_SIZE, length - 12 - TAG_SIZE, spliceSegments, spliceOffsets, spliceLengths, n);
+            outLength = length - TAG_SIZE;
+            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, n, outLength);
+        } else {
+            delivered = rx.enqueue(b, frame);
+        }
+        if (delivered) {
             dst.pendingTxPackets++;
-            dst.pendingTxBytes += length;
+            dst.pendingTxBytes += outLength;
         } else {
             dst.pendingRxRingFull++;
         }
     }
 
-    private void stage(int worker, SwitchPort src, int dstIndex, PacketBatch b, int frame, int length) {
+    /** Puts an 802.1Q tag for {@code vlan} at index {@code at} of the splice arrays; returns 1. */
+    private int tagPiece(int vlan, int at) {
+        tag.set(ValueLayout.JAVA_BYTE, 0, (byte) (ETH_P_8021Q >>> 8));
+        tag.set(ValueLayout.JAVA_BYTE, 1, (byte) ETH_P_8021Q);
+        tag.set(ValueLayout.JAVA_BYTE, 2, (byte) (vlan >>> 8));
+        tag.set(ValueLayout.JAVA_BYTE, 3, (byte) vlan);
+        spliceSegments[at] = tag;
+        spliceOffsets[at] = 0;
+        spliceLengths[at] = TAG_SIZE;
+        return 1;
+    }
+
+    private void stage(int worker, SwitchPort src, int dstIndex, PacketBatch b, int frame, int length, int vlan, boolean tagged) {
         SwitchPort dropOn = dstIndex >= 0 ? allPorts[dstIndex] : src;
         if (stagedCount[worker] == staged[worker].length || length + META_SIZE > pool.bufferSize()) {
             dropOn.counters.dropNoBuffers.increment();   // several workers may count on one port: atomic
@@ -515,6 +579,7 @@ final class Worker implements Agent {
         memory.set(ValueLayout.JAVA_INT, at + META_LENGTH, length);
         memory.set(ValueLayout.JAVA_INT, at + META_DESTINATION, dstIndex);
         memory.set(ValueLayout.JAVA_INT, at + META_SOURCE, src.index);
+        memory.set(ValueLayout.JAVA_INT, at + META_VLAN, vlan | (tagged ? META_TAGGED : 0));
         b.copyFrame(frame, memory, at + META_SIZE);
         staged[worker][stagedCount[worker]++] = handle;
     }
@@ -559,11 +624,14 @@ final class Worker implements Agent {
                 long at = owner.offset(h[i]);
                 int length = memory.get(ValueLayout.JAVA_INT, at + META_LENGTH);
                 int dst = memory.get(ValueLayout.JAVA_INT, at + META_DESTINATION);
+                int vlanWord = memory.get(ValueLayout.JAVA_INT, at + META_VLAN);
+                int vlan = vlanWord & 0xFFFF;
+                boolean tagged = (vlanWord & META_TAGGED) != 0;
                 if (dst >= 0) {
-                    deliverBuffer(allPorts[dst], memory, at + META_SIZE, length);
+                    deliverBuffer(allPorts[dst], memory, at + META_SIZE, length, vlan, tagged);
                 } else {
                     for (SwitchPort port : ports) {
-                        deliverBuffer(port, memory, at + META_SIZE, length);
+                        deliverBuffer(port, memory, at + META_SIZE, length, vlan, tagged);
                     }
                 }
             }
@@ -584,14 +652,42 @@ final class Worker implements Agent {
         return peerPools[worker];
     }
 
-    private void deliverBuffer(SwitchPort dst, MemorySegment memory, long offset, int length) {
+    private void deliverBuffer(SwitchPort dst, MemorySegment memory, long offset, int length, int vlan, boolean tagged) {
+        if (!dst.carries(vlan)) {
+            return;
+        }
         if (!dst.seenRunning || !dst.device.isRunning()) {
             dst.pendingPortDown++;
             return;
         }
-        if (dst.device.rxQueue().enqueue(memory, offset, length)) {
+        VirtQueue rx = dst.device.rxQueue();
+        boolean delivered;
+        int outLength = length;
+        if (dst.trunk != null && !tagged) {
+            spliceSegments[0] = memory;
+            spliceOffsets[0] = offset;
+            spliceLengths[0] = 12;
+            tagPiece(vlan, 1);
+            spliceSegments[2] = memory;
+            spliceOffsets[2] = offset + 12;
+            spliceLengths[2] = length - 12;
+            outLength = length + TAG_SIZE;
+            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, 3, outLength);
+        } else if (dst.trunk == null && tagged) {
+            spliceSegments[0] = memory;
+            spliceOffsets[0] = offset;
+            spliceLengths[0] = 12;
+            spliceSegments[1] = memory;
+            spliceOffsets[1] = offset + 12 + TAG_SIZE;
+            spliceLengths[1] = length - 12 - TAG_SIZE;
+            outLength = length - TAG_SIZE;
+            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, 2, outLength);
+        } else {
+            delivered = rx.enqueue(memory, offset, length);
+        }
+        if (delivered) {
             dst.pendingTxPackets++;
-            dst.pendingTxBytes += length;
+            dst.pendingTxBytes += outLength;
         } else {
             dst.pendingRxRingFull++;
         }

@@ -113,6 +113,43 @@ public final class PacketBatch {
         return mac;
     }
 
+    /** The big-endian 16-bit value at {@code offset} of the frame (an EtherType, a VLAN tag's TCI). */
+    public int u16(int frame, int offset) {
+        int p = firstPiece[frame];
+        if (pieceLength[p] >= offset + 2) {
+            return Short.toUnsignedInt(pieceSegment[p].get(U16_BE, pieceOffset[p] + offset));
+        }
+        return (frameByte(frame, offset) << 8) | frameByte(frame, offset + 1);
+    }
+
+    /**
+     * Appends to the three arrays, from index {@code at}, the pieces that hold bytes {@code [from, from+length)}
+     * of the frame; returns how many it appended. Lets a caller splice a frame (strip or insert a VLAN tag)
+     * without copying it.
+     */
+    public int slice(int frame, int from, int length, MemorySegment[] segments, long[] offsets, int[] lengths, int at) {
+        int p = firstPiece[frame];
+        int end = p + pieceCount[frame];
+        int skip = from;
+        int left = length;
+        int n = 0;
+        for (; p < end && left > 0; p++) {
+            int len = pieceLength[p];
+            if (skip >= len) {
+                skip -= len;
+                continue;
+            }
+            int take = Math.min(len - skip, left);
+            segments[at + n] = pieceSegment[p];
+            offsets[at + n] = pieceOffset[p] + skip;
+            lengths[at + n] = take;
+            n++;
+            left -= take;
+            skip = 0;
+        }
+        return n;
+    }
+
     /** Copies the whole frame into {@code dst} at {@code dstOffset}. */
     public void copyFrame(int frame, MemorySegment dst, long dstOffset) {
         int p = firstPiece[frame];

@@ -433,7 +433,11 @@ public final class VirtQueue {
         return enqueue(flatSegment, flatOffset, flatLength, 0, 1, length);
     }
 
-    private boolean enqueue(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength) {
+    /**
+     * Copies a frame given as pieces {@code first .. first+count-1} of the three arrays (which must add up to
+     * {@code frameLength} bytes) into the guest's receive buffers; false when it does not fit.
+     */
+    public boolean enqueue(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength) {
         final MemorySegment a = avail;
         final MemorySegment u = used;
         if (a == null || fault != QueueFault.NONE) {
