@@ -31,7 +31,8 @@ import java.util.stream.Stream;
 /**
  * The whole switch data path in one thread: one {@link Worker} (the real one, polling mode) with
  * {@code ports} synthetic guests, 64-byte frames, in cross-connect (ports paired 0-1, 2-3, ...) or learning
- * mode (each guest sends to its pair's MAC: after the first burst every frame is a learned unicast).
+ * mode (each guest sends to its pair's MACs: after the first burst every frame is a learned unicast;
+ * {@link #hosts} MACs behind each guest).
  *
  * <p>Each guest's memory is a memfd ({@link GuestRam}); its {@link VirtioNetDevice} is set up through the
  * same control methods a vhost-user session calls (features, memory, ring size/addresses, kick "none"),
@@ -69,6 +70,15 @@ public class SwitchBenchmark {
     @Param({"cross-connect", "learning"})
     public String mode;
 
+    /**
+     * Hosts (MAC addresses) behind each guest: frame {@code k} of a guest goes from its host {@code k % hosts}
+     * to host {@code k % hosts} behind the paired guest. With 1, every frame of a burst has the same source
+     * and destination; with more, the learning bridge learns and looks up a different pair frame after frame.
+     * Cross-connect does not look at addresses.
+     */
+    @Param({"1", "64"})
+    public int hosts;
+
     private Path dir;
     private CountersFile counters;
     private Worker worker;
@@ -89,14 +99,17 @@ public class SwitchBenchmark {
         }
     }
 
-    static long mac(int port) {
-        return 0x02_00_00_00_00_00L | (port + 1);   // locally administered unicast
+    static long mac(int port, int host) {
+        return 0x02_00_00_00_00_00L | ((long) host << 16) | (port + 1);   // locally administered unicast
     }
 
     @Setup(Level.Trial)
     public void setUp() throws IOException {
         if (ports < 2 || ports % 2 != 0) {
             throw new IllegalArgumentException("ports must be an even number >= 2: " + ports);
+        }
+        if (hosts < 1 || hosts > QUEUE_SIZE) {
+            throw new IllegalArgumentException("hosts must be in 1.." + QUEUE_SIZE + ": " + hosts);
         }
         boolean learning = switch (mode) {
             case "cross-connect" -> false;
@@ -122,7 +135,7 @@ public class SwitchBenchmark {
             rx.rxBuffers(BUFFER, false);
             tx.txBuffers(FRAME, BUFFER, false);
             for (int head = 0; head < QUEUE_SIZE; head++) {
-                tx.writeEthernet(head, mac(i ^ 1), mac(i), 0x0800);
+                tx.writeEthernet(head, mac(i ^ 1, head % hosts), mac(i, head % hosts), 0x0800);
             }
             rxDrivers[i] = rx;
             txDrivers[i] = tx;
