@@ -520,28 +520,36 @@ final class Worker implements Agent {
             stage(dst.worker, src, dst.index, b, frame, length, vlan, tagged);
             return;
         }
+        deliverLocal(dst, b, frame, null, 0, length, vlan, tagged);
+    }
+
+    /**
+     * Copies a frame into a local port's guest: frame {@code frame} of {@code b}, or when {@code b} is null
+     * the {@code length} bytes at {@code flatOffset} of {@code flat} (a buffer from another worker). A tag is
+     * inserted toward a trunk and stripped toward an access port on the way, without an extra copy.
+     */
+    private void deliverLocal(SwitchPort dst, PacketBatch b, int frame, MemorySegment flat, long flatOffset,
+                              int length, int vlan, boolean tagged) {
         if (!dst.seenRunning || !dst.device.isRunning()) {
             dst.pendingPortDown++;
             return;
         }
         VirtQueue rx = dst.device.rxQueue();
+        boolean insert = dst.trunk != null && !tagged;
+        boolean strip = dst.trunk == null && tagged;
         boolean delivered;
         int outLength = length;
-        if (dst.trunk != null && !tagged) {
-            // into a trunk: insert the tag after the two MAC addresses
-            int n = b.slice(frame, 0, 12, spliceSegments, spliceOffsets, spliceLengths, 0);
-            n += tagPiece(vlan, n);
-            n += b.slice(frame, 12, length - 12, spliceSegments, spliceOffsets, spliceLengths, n);
-            outLength = length + TAG_SIZE;
-            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, n, outLength);
-        } else if (dst.trunk == null && tagged) {
-            // out of a trunk into an access port: strip the tag
-            int n = b.slice(frame, 0, 12, spliceSegments, spliceOffsets, spliceLengths, 0);
-            n += b.slice(frame, 12 + TAG_SIZE, length - 12 - TAG_SIZE, spliceSegments, spliceOffsets, spliceLengths, n);
-            outLength = length - TAG_SIZE;
-            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, n, outLength);
+        if (!insert && !strip) {
+            delivered = b != null ? rx.enqueue(b, frame) : rx.enqueue(flat, flatOffset, length);
         } else {
-            delivered = rx.enqueue(b, frame);
+            int skip = strip ? TAG_SIZE : 0;
+            int n = piecesOf(b, frame, flat, flatOffset, 0, 12, 0);
+            if (insert) {
+                n += tagPiece(vlan, n);
+            }
+            n += piecesOf(b, frame, flat, flatOffset, 12 + skip, length - 12 - skip, n);
+            outLength = insert ? length + TAG_SIZE : length - TAG_SIZE;
+            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, n, outLength);
         }
         if (delivered) {
             dst.pendingTxPackets++;
@@ -549,6 +557,17 @@ final class Worker implements Agent {
         } else {
             dst.pendingRxRingFull++;
         }
+    }
+
+    /** Puts the pieces holding bytes {@code [from, from+length)} of the frame at index {@code at} of the splice arrays. */
+    private int piecesOf(PacketBatch b, int frame, MemorySegment flat, long flatOffset, int from, int length, int at) {
+        if (b != null) {
+            return b.slice(frame, from, length, spliceSegments, spliceOffsets, spliceLengths, at);
+        }
+        spliceSegments[at] = flat;
+        spliceOffsets[at] = flatOffset + from;
+        spliceLengths[at] = length;
+        return 1;
     }
 
     /** Puts an 802.1Q tag for {@code vlan} at index {@code at} of the splice arrays; returns 1. */
@@ -653,43 +672,8 @@ final class Worker implements Agent {
     }
 
     private void deliverBuffer(SwitchPort dst, MemorySegment memory, long offset, int length, int vlan, boolean tagged) {
-        if (!dst.carries(vlan)) {
-            return;
-        }
-        if (!dst.seenRunning || !dst.device.isRunning()) {
-            dst.pendingPortDown++;
-            return;
-        }
-        VirtQueue rx = dst.device.rxQueue();
-        boolean delivered;
-        int outLength = length;
-        if (dst.trunk != null && !tagged) {
-            spliceSegments[0] = memory;
-            spliceOffsets[0] = offset;
-            spliceLengths[0] = 12;
-            tagPiece(vlan, 1);
-            spliceSegments[2] = memory;
-            spliceOffsets[2] = offset + 12;
-            spliceLengths[2] = length - 12;
-            outLength = length + TAG_SIZE;
-            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, 3, outLength);
-        } else if (dst.trunk == null && tagged) {
-            spliceSegments[0] = memory;
-            spliceOffsets[0] = offset;
-            spliceLengths[0] = 12;
-            spliceSegments[1] = memory;
-            spliceOffsets[1] = offset + 12 + TAG_SIZE;
-            spliceLengths[1] = length - 12 - TAG_SIZE;
-            outLength = length - TAG_SIZE;
-            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, 2, outLength);
-        } else {
-            delivered = rx.enqueue(memory, offset, length);
-        }
-        if (delivered) {
-            dst.pendingTxPackets++;
-            dst.pendingTxBytes += outLength;
-        } else {
-            dst.pendingRxRingFull++;
+        if (dst.carries(vlan)) {
+            deliverLocal(dst, null, 0, memory, offset, length, vlan, tagged);
         }
     }
 }

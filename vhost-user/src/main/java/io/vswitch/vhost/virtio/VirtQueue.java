@@ -137,6 +137,9 @@ public final class VirtQueue {
         desc = null;
         avail = null;
         used = null;
+        // the frontend is setting the ring up again (or has gone): the old fault no longer describes it
+        fault = QueueFault.NONE;
+        faultDetail = "";
     }
 
     public boolean isConfigured() {
