@@ -248,6 +248,7 @@ PY
 
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
+RUN=0
 
 measure() {   # measure LABEL BACKEND(vswitch-cross|vswitch-learning|dpdk) FWD(io|mac) REP
     local label="$1" backend="$2" fwd="$3" rep="$4" rx tx agg secs
@@ -263,11 +264,21 @@ measure() {   # measure LABEL BACKEND(vswitch-cross|vswitch-learning|dpdk) FWD(i
         tail -30 "$WORK/backend.log" >&2
         exit 1
     fi
+    RUN=$((RUN + 1))
+    if [[ "$backend" == vswitch-* ]]; then   # the switch's own counters (whole run, warm-up included)
+        "$JAVA_HOME/bin/java" "${JVM_FLAGS[@]}" -jar "$JAR" stats --counters "$WORK/run/counters" \
+            >"$WORK/run$RUN-vswitch-stats.txt" 2>&1 || true
+    fi
     stop_all
+    cp "$WORK/client.log" "$WORK/run$RUN-client.log"
+    cp "$WORK/backend.log" "$WORK/run$RUN-backend.log"
+    # frames the client could not put on the backend's rings (whole run): > 0 when the backend is the slower side
+    local dropped
+    dropped=$(grep -A3 'Accumulated forward statistics' "$WORK/client.log" | sed -n 's/.*TX-dropped: *\([0-9]*\).*/\1/p' | tail -1)
     read -r rx tx agg secs <"$WORK/client.result"
-    printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$rep" "$agg" "$rx" "$tx" >>"$RESULTS"
-    printf 'loopback: %-28s rep %d: %7.3f Mpps aggregate (client rx %.3f, tx %.3f Mpps, %s s window)\n' \
-        "$label" "$rep" "$agg" "$rx" "$tx" "$secs" >&2
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$rep" "$agg" "$rx" "$tx" "${dropped:-?}" >>"$RESULTS"
+    printf 'loopback: %-28s rep %d: %7.3f Mpps aggregate (client rx %.3f, tx %.3f Mpps, %s s window; client tx-dropped %s)\n' \
+        "$label" "$rep" "$agg" "$rx" "$tx" "$secs" "${dropped:-?}" >&2
 }
 
 echo "loopback: commit $COMMIT, $(nproc) cores, ${DURATION} s measured after ${WARMUP} s warm-up, $REPS reps," \
@@ -287,7 +298,7 @@ SUMMARY="$(python3 - "$RESULTS" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 by = {}
-for label, rep, agg, rx, tx in rows:
+for label, rep, agg, rx, tx, *rest in rows:
     by.setdefault(label, []).append(float(agg))
 med = {k: statistics.median(v) for k, v in by.items()}
 print(f"{'backend (client forwarding)':30s} {'runs':>4s}  {'Mpps median':>11s}  {'min-max':>15s}")
