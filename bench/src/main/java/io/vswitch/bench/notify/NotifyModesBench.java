@@ -59,7 +59,8 @@ public final class NotifyModesBench {
         double latencySeconds = 10;
         double warmupSeconds = 2;
         double throughputSeconds = 10;
-        int txFirstBursts = 1;
+        int throughputReps = 3;
+        int txFirstBursts = 8;
         int switchCpu = 1;
         int benchCpu = 0;
         String testpmdLcores = "0,1";
@@ -90,7 +91,9 @@ public final class NotifyModesBench {
               --latency-warmup-seconds S  ping-pong time before measuring (default 2)
               --throughput-seconds S    testpmd measurement window (default 10)
               --warmup-seconds S        testpmd traffic before the window (default 2)
-              --tx-first-bursts N       testpmd 'start tx_first N' (default 1: 32 frames per port in flight)
+              --throughput-runs N       throughput runs per mode, each with a fresh switch and testpmd; the
+                                        table shows the median (default 3)
+              --tx-first-bursts N       testpmd 'start tx_first N' (default 8: 8 x 32 frames per port in flight, a full 256 ring)
               --switch-cpu N            the worker's cpu, 'cpus: [N]' (default 1)
               --bench-cpu N             cpu of the ping-pong thread (default 0)
               --testpmd-lcores LIST     testpmd -l (default 0,1)
@@ -102,6 +105,54 @@ public final class NotifyModesBench {
               --work-dir DIR            sockets, configs and logs (default: a new temp dir, removed unless --keep)
               --keep                    keep the work dir
             """;
+
+    /**
+     * CPU time over a measurement window: the switch's own, and the machine's busy time that none of our
+     * processes (switch, this JVM, testpmd) account for: other work on the machine, which makes a window noisy.
+     */
+    static final class CpuWindow {
+        private final long switchPid;
+        private final long[] ours;
+        private final long t0;
+        private final long switch0;
+        private final long ours0;
+        private final long busy0;
+        private final long steal0;
+        double seconds;
+        double stealPercent;
+        double switchPercent;
+        double otherPercent;
+
+        CpuWindow(long switchPid, long... otherOwnPids) throws IOException {
+            this.switchPid = switchPid;
+            this.ours = otherOwnPids;
+            this.busy0 = SwitchProcess.machineBusyTicks();
+            this.steal0 = SwitchProcess.machineStealTicks();
+            this.switch0 = SwitchProcess.cpuTicks(switchPid);
+            this.ours0 = ownTicks();
+            this.t0 = System.nanoTime();
+        }
+
+        private long ownTicks() throws IOException {
+            long sum = SwitchProcess.cpuTicks(ProcessHandle.current().pid());
+            for (long pid : ours) {
+                sum += SwitchProcess.cpuTicks(pid);
+            }
+            return sum;
+        }
+
+        CpuWindow stop() throws IOException {
+            long t1 = System.nanoTime();
+            long sw = SwitchProcess.cpuTicks(switchPid) - switch0;
+            long own = ownTicks() - ours0;
+            long busy = SwitchProcess.machineBusyTicks() - busy0;
+            seconds = (t1 - t0) / 1e9;
+            switchPercent = SwitchProcess.cpuPercent(sw, t1 - t0);
+            otherPercent = Math.max(0, SwitchProcess.cpuPercent(busy - sw - own, t1 - t0));
+            stealPercent = SwitchProcess.cpuPercent(SwitchProcess.machineStealTicks() - steal0, t1 - t0);
+            return this;
+        }
+    }
 
     /** What one mode measured; NaN or null where a phase did not run or failed. */
     static final class ModeResult {
@@ -128,10 +179,46 @@ public final class NotifyModesBench {
         long loadKicks;
         long loadSleeps;
         long loadWakeups;
+        long loadIdleLoops;
+        /** Frames testpmd dropped (RX-dropped + TX-dropped of its forward statistics, warm-up included). */
+        long pmdDropped = -1;
+        double idleOther = Double.NaN;
+        double latencyOther = Double.NaN;
+        double loadOther = Double.NaN;
+        double idleSteal = Double.NaN;
+        double latencySteal = Double.NaN;
+        double loadSteal = Double.NaN;
+        /** Mpps of each throughput run, in run order. */
+        final List<Double> runMpps = new ArrayList<>();
         final List<String> errors = new ArrayList<>();
 
         ModeResult(String mode) {
             this.mode = mode;
+        }
+
+        /** The throughput columns from the median run (by Mpps); noise (other load, steal) as the worst run's. */
+        void takeLoad(List<ModeResult> runs) {
+            if (runs.isEmpty()) {
+                return;
+            }
+            runs.forEach(x -> runMpps.add(x.mpps));
+            List<ModeResult> sorted = new ArrayList<>(runs);
+            sorted.sort(Comparator.comparingDouble(x -> x.mpps));
+            ModeResult m = sorted.get((sorted.size() - 1) / 2);   // the median run (the lower one of two middles)
+            double median = sorted.size() % 2 == 1 ? m.mpps
+                    : (sorted.get(sorted.size() / 2 - 1).mpps + sorted.get(sorted.size() / 2).mpps) / 2;
+            mpps = median;
+            rxMpps = m.rxMpps;
+            txMpps = m.txMpps;
+            loadCpu = m.loadCpu;
+            loadDrops = m.loadDrops;
+            pmdDropped = m.pmdDropped;
+            loadKicks = m.loadKicks;
+            loadSleeps = m.loadSleeps;
+            loadWakeups = m.loadWakeups;
+            loadIdleLoops = m.loadIdleLoops;
+            loadOther = runs.stream().mapToDouble(x -> x.loadOther).max().orElse(Double.NaN);
+            loadSteal = runs.stream().mapToDouble(x -> x.loadSteal).max().orElse(Double.NaN);
         }
     }
 
@@ -176,12 +263,18 @@ public final class NotifyModesBench {
                     }
                 }
                 if (!o.skipThroughput) {
-                    try {
-                        throughput(o, dir, r);
-                    } catch (Exception | AssertionError e) {
-                        r.errors.add("throughput: " + e);
-                        failed = true;
+                    List<ModeResult> runs = new ArrayList<>();
+                    for (int k = 1; k <= o.throughputReps; k++) {
+                        ModeResult run = new ModeResult(mode);
+                        try {
+                            throughput(o, dir, run, k);
+                            runs.add(run);
+                        } catch (Exception | AssertionError e) {
+                            r.errors.add("throughput run " + k + ": " + e);
+                            failed = true;
+                        }
                     }
+                    r.takeLoad(runs);
                 }
                 r.errors.forEach(e -> System.err.println("notify-modes: " + mode + ": " + e));
             }
@@ -234,39 +327,39 @@ public final class NotifyModesBench {
                     log("%s: both links up; settling %.0f s, then measuring idle CPU for %.0f s", r.mode, o.settleSeconds, o.idleSeconds);
                     Thread.sleep((long) (o.settleSeconds * 1000));
                     SwitchProcess.Counters c0 = sw.counters();
-                    long ticks0 = sw.cpuTicks();
-                    long t0 = System.nanoTime();
+                    CpuWindow cpu = new CpuWindow(sw.pid());
                     Thread.sleep((long) (o.idleSeconds * 1000));
-                    long ticks1 = sw.cpuTicks();
-                    long t1 = System.nanoTime();
+                    cpu.stop();
                     SwitchProcess.Counters c1 = sw.counters();
-                    r.idleWindow = (t1 - t0) / 1e9;
-                    r.idleCpu = SwitchProcess.cpuPercent(ticks1 - ticks0, t1 - t0);
+                    r.idleWindow = cpu.seconds;
+                    r.idleCpu = cpu.switchPercent;
+                    r.idleOther = cpu.otherPercent;
+                    r.idleSteal = cpu.stealPercent;
                     r.idleSleeps = c1.workers("sleeps") - c0.workers("sleeps");
                     r.idleWakeups = c1.workers("wakeups") - c0.workers("wakeups");
                     r.idleLoops = c1.workers("idle_loops") - c0.workers("idle_loops");
                     r.idleBusyLoops = c1.workers("busy_loops") - c0.workers("busy_loops");
-                    log("%s: idle CPU %.2f %% (sleeps %d, wakeups %d, idle loops %d)", r.mode, r.idleCpu,
-                            r.idleSleeps, r.idleWakeups, r.idleLoops);
+                    log("%s: idle CPU %.2f %% (sleeps %d, wakeups %d, idle loops %d; other load on the machine %.0f %%)",
+                            r.mode, r.idleCpu, r.idleSleeps, r.idleWakeups, r.idleLoops, r.idleOther);
                 }
                 if (!o.skipLatency) {
                     log("%s: ping-pong, %d round trips/s, %.0f s warm-up + %.0f s measured", r.mode, o.rate,
                             o.latencyWarmupSeconds, o.latencySeconds);
                     SwitchProcess.Counters c0 = sw.counters();
-                    long ticks0 = sw.cpuTicks();
-                    long t0 = System.nanoTime();
+                    CpuWindow cpu = new CpuWindow(sw.pid());
                     pingPong(o, a, b, r);
-                    long ticks1 = sw.cpuTicks();
-                    long t1 = System.nanoTime();
+                    cpu.stop();
                     SwitchProcess.Counters c1 = sw.counters();
-                    r.latencyCpu = SwitchProcess.cpuPercent(ticks1 - ticks0, t1 - t0);
+                    r.latencyCpu = cpu.switchPercent;
+                    r.latencyOther = cpu.otherPercent;
+                    r.latencySteal = cpu.stealPercent;
                     r.latencyKicks = c1.ports("kicks") - c0.ports("kicks");
                     r.latencySleeps = c1.workers("sleeps") - c0.workers("sleeps");
                     r.latencyWakeups = c1.workers("wakeups") - c0.workers("wakeups");
                     r.latencyNotifications = c1.ports("notifications") - c0.ports("notifications");
-                    log("%s: round trip p50 %.1f us, p99 %.1f us, max %.1f us (%d round trips, %d lost)", r.mode,
-                            us(r.latency.getValueAtPercentile(50)), us(r.latency.getValueAtPercentile(99)),
-                            us(r.latency.getMaxValue()), r.roundTrips, r.lost);
+                    log("%s: round trip p50 %.1f us, p99 %.1f us, max %.1f us (%d round trips, %d lost; other load %.0f %%)",
+                            r.mode, us(r.latency.getValueAtPercentile(50)), us(r.latency.getValueAtPercentile(99)),
+                            us(r.latency.getMaxValue()), r.roundTrips, r.lost, r.latencyOther);
                 }
             }
         }
@@ -382,11 +475,12 @@ public final class NotifyModesBench {
         }
     }
 
-    private static void throughput(Options o, Path dir, ModeResult r) throws Exception {
-        Path config = writeConfig(o, dir, r.mode, "testpmd");
-        log("%s: starting a fresh switch for testpmd", r.mode);
-        try (SwitchProcess sw = SwitchProcess.start(o.switchJar(), config, dir.resolve("testpmd-run/counters"),
-                dir.resolve("testpmd-switch.log"))) {
+    private static void throughput(Options o, Path dir, ModeResult r, int run) throws Exception {
+        String name = "testpmd" + run;
+        Path config = writeConfig(o, dir, r.mode, name);
+        log("%s: throughput run %d of %d: starting a fresh switch and testpmd", r.mode, run, o.throughputReps);
+        try (SwitchProcess sw = SwitchProcess.start(o.switchJar(), config, dir.resolve(name + "-run/counters"),
+                dir.resolve(name + "-switch.log"))) {
             sw.awaitSockets(List.of(dir.resolve("a.sock"), dir.resolve("b.sock")), Duration.ofSeconds(30));
             List<String> eal = new ArrayList<>(List.of("-l", o.testpmdLcores, "--main-lcore", Integer.toString(o.testpmdMainLcore),
                     "--no-pci"));
@@ -398,7 +492,7 @@ public final class NotifyModesBench {
             eal.addAll(List.of("--vdev", "net_virtio_user0,path=" + dir.resolve("a.sock"),
                     "--vdev", "net_virtio_user1,path=" + dir.resolve("b.sock")));
             List<String> app = List.of("-i", "--nb-cores=1", "--forward-mode=io", "--total-num-mbufs=16384");
-            try (TestPmd pmd = TestPmd.start("testpmd-" + r.mode, dir, eal, app)) {
+            try (TestPmd pmd = TestPmd.start("testpmd-" + r.mode + "-" + run, dir, eal, app)) {
                 sw.awaitLinkUp(List.of("a", "b"), Duration.ofSeconds(30));
                 pmd.command("start tx_first" + (o.txFirstBursts > 1 ? " " + o.txFirstBursts : ""), Duration.ofSeconds(30));
                 log("%s: testpmd io forwarding; %.0f s warm-up, then %.0f s measured", r.mode, o.warmupSeconds, o.throughputSeconds);
@@ -406,28 +500,38 @@ public final class NotifyModesBench {
                 long a0 = System.nanoTime();
                 Map<Integer, TestPmd.PortStats> s0 = pmd.portStats();
                 long t0 = (a0 + System.nanoTime()) / 2;
-                long ticks0 = sw.cpuTicks();
+                CpuWindow cpu = new CpuWindow(sw.pid(), pmd.pid());
                 SwitchProcess.Counters c0 = sw.counters();
                 Thread.sleep((long) (o.throughputSeconds * 1000));
                 long a1 = System.nanoTime();
                 Map<Integer, TestPmd.PortStats> s1 = pmd.portStats();
                 long t1 = (a1 + System.nanoTime()) / 2;
-                long ticks1 = sw.cpuTicks();
+                cpu.stop();
                 SwitchProcess.Counters c1 = sw.counters();
-                pmd.command("stop", Duration.ofSeconds(30));
+                String stop = pmd.command("stop", Duration.ofSeconds(30));
+                java.util.regex.Matcher dropped = java.util.regex.Pattern.compile(
+                        "Accumulated forward statistics[^\\n]*\\n\\s*RX-packets:\\s*\\d+\\s+RX-dropped:\\s*(\\d+)[^\\n]*\\n"
+                        + "\\s*TX-packets:\\s*\\d+\\s+TX-dropped:\\s*(\\d+)").matcher(stop);
+                if (dropped.find()) {
+                    r.pmdDropped = Long.parseLong(dropped.group(1)) + Long.parseLong(dropped.group(2));
+                }
                 double seconds = (t1 - t0) / 1e9;
                 long rx = sum(s1, true) - sum(s0, true);
                 long tx = sum(s1, false) - sum(s0, false);
                 r.rxMpps = rx / seconds / 1e6;
                 r.txMpps = tx / seconds / 1e6;
                 r.mpps = (rx + tx) / 2.0 / seconds / 1e6;
-                r.loadCpu = SwitchProcess.cpuPercent(ticks1 - ticks0, t1 - t0);
+                r.loadCpu = cpu.switchPercent;
+                r.loadOther = cpu.otherPercent;
+                r.loadSteal = cpu.stealPercent;
                 r.loadDrops = c1.drops() - c0.drops();
                 r.loadKicks = c1.ports("kicks") - c0.ports("kicks");
                 r.loadSleeps = c1.workers("sleeps") - c0.workers("sleeps");
                 r.loadWakeups = c1.workers("wakeups") - c0.workers("wakeups");
-                log("%s: %.3f Mpps (testpmd rx %.3f, tx %.3f), switch CPU %.0f %%, drops %d, kicks %d, sleeps %d",
-                        r.mode, r.mpps, r.rxMpps, r.txMpps, r.loadCpu, r.loadDrops, r.loadKicks, r.loadSleeps);
+                r.loadIdleLoops = c1.workers("idle_loops") - c0.workers("idle_loops");
+                log("%s: %.3f Mpps (testpmd rx %.3f, tx %.3f), switch CPU %.0f %%, switch drops %d, testpmd drops %d,"
+                                + " kicks %d, sleeps %d, idle loops %d; other load %.0f %%", r.mode, r.mpps, r.rxMpps, r.txMpps,
+                        r.loadCpu, r.loadDrops, r.pmdDropped, r.loadKicks, r.loadSleeps, r.loadIdleLoops, r.loadOther);
             }
         }
     }
@@ -450,10 +554,10 @@ public final class NotifyModesBench {
         out.append("commit: ").append(o.commit).append('\n');
         out.append(String.format(Locale.ROOT, "setup: cross-connect a<->b, 1 worker on cpu %d; idle %.0f s; ping-pong %d/s for %.0f s"
                         + " (64 B, guests spin, kick when asked%s), thread on cpu %d; testpmd -l %s --main-lcore %d, io fwd,"
-                        + " tx_first %d, %s, %.0f s after %.0f s%n",
+                        + " tx_first %d, %s, %.0f s after %.0f s, median of %d runs%n",
                 o.switchCpu, o.idleSeconds, o.rate, o.latencySeconds, o.eventIdx ? ", EVENT_IDX" : "", o.benchCpu,
                 o.testpmdLcores, o.testpmdMainLcore, o.txFirstBursts, o.testpmdHugepages ? "hugepages" : "--no-huge",
-                o.throughputSeconds, o.warmupSeconds));
+                o.throughputSeconds, o.warmupSeconds, o.throughputReps));
         out.append('\n');
         out.append("| mode | idle CPU % | RTT p50 µs | RTT p99 µs | throughput Mpps |\n");
         out.append("|---|---:|---:|---:|---:|\n");
@@ -464,21 +568,40 @@ public final class NotifyModesBench {
         }
         out.append("\nDetails (per mode; counters from the switch's counters file):\n\n");
         out.append("| mode | idle: sleeps/s | idle: wakeups/s | idle: idle loops/s | RTT p99.9 µs | RTT max µs | round trips | lost"
-                + " | ping-pong: kicks | ping-pong: wakeups | ping-pong CPU % | load: switch CPU % | load: rx / tx Mpps | load: drops | load: kicks | load: sleeps |\n");
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                + " | ping-pong: kicks | ping-pong: wakeups | ping-pong CPU % | load: Mpps of each run | load: switch CPU % | load: rx / tx Mpps | load: drops switch / testpmd | load: kicks | load: sleeps"
+                + " | other load % (idle / ping-pong / load) | steal % (idle / ping-pong / load) |\n");
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (ModeResult r : results) {
             double w = r.idleWindow > 0 ? r.idleWindow : Double.NaN;
-            out.append(String.format(Locale.ROOT, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |%n",
+            out.append(String.format(Locale.ROOT, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |%n",
                     r.mode, num(r.idleSleeps / w, 0), num(r.idleWakeups / w, 0), num(r.idleLoops / w, 0),
                     r.latency == null ? "-" : num(us(r.latency.getValueAtPercentile(99.9)), 1),
                     r.latency == null ? "-" : num(us(r.latency.getMaxValue()), 1),
                     r.latency == null ? "-" : Long.toString(r.roundTrips), r.latency == null ? "-" : Long.toString(r.lost),
                     r.latency == null ? "-" : Long.toString(r.latencyKicks),
                     r.latency == null ? "-" : Long.toString(r.latencyWakeups), num(r.latencyCpu, 1),
+                    r.runMpps.isEmpty() ? "-" : String.join(", ", r.runMpps.stream().map(x -> num(x, 2)).toList()),
                     num(r.loadCpu, 0), Double.isNaN(r.mpps) ? "-" : num(r.rxMpps, 3) + " / " + num(r.txMpps, 3),
-                    Double.isNaN(r.mpps) ? "-" : Long.toString(r.loadDrops),
+                    Double.isNaN(r.mpps) ? "-" : r.loadDrops + " / " + (r.pmdDropped < 0 ? "?" : Long.toString(r.pmdDropped)),
                     Double.isNaN(r.mpps) ? "-" : Long.toString(r.loadKicks),
-                    Double.isNaN(r.mpps) ? "-" : Long.toString(r.loadSleeps)));
+                    Double.isNaN(r.mpps) ? "-" : Long.toString(r.loadSleeps),
+                    num(r.idleOther, 0) + " / " + num(r.latencyOther, 0) + " / " + num(r.loadOther, 0),
+                    num(r.idleSteal, 1) + " / " + num(r.latencySteal, 1) + " / " + num(r.loadSteal, 1)));
+        }
+        out.append("\n(CPU % is of one core. 'other load' is the machine's busy time not spent by the switch, testpmd or"
+                + " this benchmark, out of 100 % per cpu: other work that makes a window noisy. 'steal' is time the hypervisor"
+                + " kept the virtual cpus from running.)\n");
+        for (ModeResult r : results) {
+            double worst = Math.max(nanToZero(r.idleOther), Math.max(nanToZero(r.latencyOther), nanToZero(r.loadOther)));
+            if (worst > 10) {
+                out.append(String.format(Locale.ROOT, "WARNING: %s: other processes used up to %.0f %% of a core during a window;"
+                        + " its numbers are disturbed%n", r.mode, worst));
+            }
+            double steal = Math.max(nanToZero(r.idleSteal), Math.max(nanToZero(r.latencySteal), nanToZero(r.loadSteal)));
+            if (steal > 5) {
+                out.append(String.format(Locale.ROOT, "WARNING: %s: the hypervisor stole up to %.0f %% of a cpu during a window;"
+                        + " its numbers are disturbed%n", r.mode, steal));
+            }
         }
         out.append('\n').append(targets(results));
         for (ModeResult r : results) {
@@ -507,7 +630,7 @@ public final class NotifyModesBench {
             }
             double ratio = r.mpps / poll.mpps;
             s.append(String.format(Locale.ROOT, "  %-7s %s: %s Mpps = %.1f %% of poll's %s%n",
-                    ratio >= 0.9 ? "MET" : "MISSED", m + " throughput within 10 % of poll", num(r.mpps, 3),
+                    ratio >= 0.9 ? "MET" : "MISSED", m + " throughput (median) within 10 % of poll", num(r.mpps, 3),
                     100 * ratio, num(poll.mpps, 3)));
         }
         return s.toString();
@@ -520,6 +643,10 @@ public final class NotifyModesBench {
         }
         double v = value.applyAsDouble(r);
         s.append(String.format(Locale.ROOT, "  %-7s %s: %.2f %%%n", ok.test(v) ? "MET" : "MISSED", what, v));
+    }
+
+    private static double nanToZero(double v) {
+        return Double.isNaN(v) ? 0 : v;
     }
 
     private static String num(double v, int decimals) {
@@ -606,6 +733,7 @@ public final class NotifyModesBench {
                 case "--latency-seconds" -> o.latencySeconds = Double.parseDouble(v);
                 case "--latency-warmup-seconds" -> o.latencyWarmupSeconds = Double.parseDouble(v);
                 case "--throughput-seconds" -> o.throughputSeconds = Double.parseDouble(v);
+                case "--throughput-runs" -> o.throughputReps = positive(Integer.parseInt(v), key);
                 case "--warmup-seconds" -> o.warmupSeconds = Double.parseDouble(v);
                 case "--tx-first-bursts" -> o.txFirstBursts = positive(Integer.parseInt(v), key);
                 case "--switch-cpu" -> o.switchCpu = Integer.parseInt(v);

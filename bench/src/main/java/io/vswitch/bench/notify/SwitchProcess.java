@@ -75,11 +75,38 @@ final class SwitchProcess implements AutoCloseable {
 
     /** utime + stime of the whole process (all threads), in clock ticks, from /proc/PID/stat. */
     long cpuTicks() throws IOException {
-        String stat = Files.readString(Path.of("/proc", Long.toString(process.pid()), "stat"));
+        return cpuTicks(process.pid());
+    }
+
+    /** utime + stime of process {@code pid} (all its threads), in clock ticks; 0 once it is gone. */
+    static long cpuTicks(long pid) throws IOException {
+        String stat;
+        try {
+            stat = Files.readString(Path.of("/proc", Long.toString(pid), "stat"));
+        } catch (java.nio.file.NoSuchFileException e) {
+            return 0;
+        }
         // the command name (field 2) may hold spaces and parentheses: fields are counted after the last ')'
         String[] f = stat.substring(stat.lastIndexOf(')') + 2).trim().split(" +");
         // f[0] is field 3 (state); utime is field 14, stime field 15
         return Long.parseLong(f[11]) + Long.parseLong(f[12]);
+    }
+
+    /**
+     * Busy clock ticks of the whole machine (all cpus: user, nice, system, irq, softirq; not idle, iowait or
+     * steal), from the first line of /proc/stat.
+     */
+    static long machineBusyTicks() throws IOException {
+        String first = Files.readAllLines(Path.of("/proc/stat")).getFirst();
+        String[] f = first.trim().split(" +");
+        // cpu user nice system idle iowait irq softirq steal ...
+        return Long.parseLong(f[1]) + Long.parseLong(f[2]) + Long.parseLong(f[3]) + Long.parseLong(f[6]) + Long.parseLong(f[7]);
+    }
+
+    /** Steal ticks of the whole machine: time its virtual cpus wanted to run but the hypervisor ran something else. */
+    static long machineStealTicks() throws IOException {
+        String[] f = Files.readAllLines(Path.of("/proc/stat")).getFirst().trim().split(" +");
+        return f.length > 8 ? Long.parseLong(f[8]) : 0;
     }
 
     static double cpuPercent(long ticks, long nanos) {
@@ -97,7 +124,7 @@ final class SwitchProcess implements AutoCloseable {
         }
     }
 
-    /** Runs {@code vswitch stats --counters FILE} and returns its port table: port name to column to value. */
+    /** Runs {@code vswitch stats --counters FILE} and returns its port tables: port name to column to value. */
     Map<String, Map<String, Long>> statsCommand() throws IOException, InterruptedException {
         List<String> cmd = new ArrayList<>();
         cmd.add(java());
@@ -121,7 +148,8 @@ final class SwitchProcess implements AutoCloseable {
             if (cells.length > 1 && cells[0].equals("port")) {
                 header = cells;
             } else if (header != null && cells.length == header.length && !cells[0].equals("worker")) {
-                Map<String, Long> row = new HashMap<>();
+                // the port tables (traffic, then drops and errors) share the port column: merge their rows
+                Map<String, Long> row = ports.computeIfAbsent(cells[0], k -> new HashMap<>());
                 for (int i = 1; i < cells.length; i++) {
                     try {
                         row.put(header[i], Long.parseLong(cells[i]));
@@ -129,7 +157,6 @@ final class SwitchProcess implements AutoCloseable {
                         // not a counter row
                     }
                 }
-                ports.put(cells[0], row);
             }
         }
         return ports;
