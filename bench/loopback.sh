@@ -193,6 +193,27 @@ client_cmd() {   # client_cmd TEXT: one command at the client's prompt; waits fo
     wait_for "[[ \$(grep -c 'testpmd> ' '$WORK/client.log' || true) -gt $before ]]" 30 "client: $1" || return 1
 }
 
+switch_stats() {   # switch_stats FILE: vswitch stats of the running switch (a short JVM run, outside the window)
+    "$JAVA_HOME/bin/java" "${JVM_FLAGS[@]}" -Xms16m -XX:TieredStopAtLevel=1 -jar "$JAR" stats \
+        --counters "$WORK/run/counters" >"$1" 2>&1 || true
+}
+
+# worker_loops A B: "idle% frames-per-busy-loop" of worker 0 between two stats snapshots
+worker_loops() {
+    python3 - "$1" "$2" <<'PY' 2>/dev/null || echo "? ?"
+import re, sys
+def read(path):
+    t = open(path).read()
+    busy = int(re.search(r"busy_loops\s+(\d+)", t).group(1))
+    idle = int(re.search(r"idle_loops\s+(\d+)", t).group(1))
+    frames = sum(int(m.group(1)) for m in re.finditer(r"^p\d+\s+(\d+)", t, re.M))   # rx_packets
+    return busy, idle, frames
+b0, i0, f0 = read(sys.argv[1]); b1, i1, f1 = read(sys.argv[2])
+db, di, df = b1 - b0, i1 - i0, f1 - f0
+print(f"{100.0 * di / max(1, db + di):.1f} {df / max(1, db):.1f}")
+PY
+}
+
 # run_client FWD: the virtio-user client; writes "rx_mpps tx_mpps aggregate_mpps seconds" to $WORK/client.result
 run_client() {
     local fwd="$1" app=(-i --nb-cores=1 --txpkts=64)
@@ -214,13 +235,22 @@ run_client() {
     CLIENT_PID=$!
     wait_for "grep -q 'testpmd> ' '$WORK/client.log'" 60 "client prompt" || return 1
     client_cmd "start tx_first $TX_FIRST" || return 1
-    sleep "$WARMUP"
+    if [[ "$BACKEND" == vswitch-* ]]; then   # the worker's busy/idle loops, from mid-warm-up to the end
+        sleep "$(echo "$WARMUP / 2" | bc -l)"
+        switch_stats "$WORK/stats-a.txt"
+        sleep "$(echo "$WARMUP / 2" | bc -l)"
+    else
+        sleep "$WARMUP"
+    fi
     local o0 o1 t0 t1
     o0=$(stat -c %s "$WORK/client.log"); t0=$(date +%s.%N)
     client_cmd "show port stats all" || return 1
     sleep "$DURATION"
     o1=$(stat -c %s "$WORK/client.log"); t1=$(date +%s.%N)
     client_cmd "show port stats all" || return 1
+    if [[ "$BACKEND" == vswitch-* ]]; then
+        switch_stats "$WORK/stats-b.txt"
+    fi
     client_cmd "stop" || return 1
     echo "quit" >&7
     stop_pid "$CLIENT_PID"; CLIENT_PID=
@@ -252,6 +282,7 @@ RUN=0
 
 measure() {   # measure LABEL BACKEND(vswitch-cross|vswitch-learning|dpdk) FWD(io|mac) REP
     local label="$1" backend="$2" fwd="$3" rep="$4" rx tx agg secs
+    BACKEND="$backend"
     case "$backend" in
         vswitch-cross) start_vswitch cross-connect ;;
         vswitch-learning) start_vswitch learning ;;
@@ -265,9 +296,11 @@ measure() {   # measure LABEL BACKEND(vswitch-cross|vswitch-learning|dpdk) FWD(i
         exit 1
     fi
     RUN=$((RUN + 1))
+    local loops="" idle perloop
     if [[ "$backend" == vswitch-* ]]; then   # the switch's own counters (whole run, warm-up included)
-        "$JAVA_HOME/bin/java" "${JVM_FLAGS[@]}" -jar "$JAR" stats --counters "$WORK/run/counters" \
-            >"$WORK/run$RUN-vswitch-stats.txt" 2>&1 || true
+        switch_stats "$WORK/run$RUN-vswitch-stats.txt"
+        read -r idle perloop < <(worker_loops "$WORK/stats-a.txt" "$WORK/stats-b.txt")
+        loops="; worker: ${idle}% of loops idle, ${perloop} frames per busy loop"
     fi
     stop_all
     cp "$WORK/client.log" "$WORK/run$RUN-client.log"
@@ -277,8 +310,8 @@ measure() {   # measure LABEL BACKEND(vswitch-cross|vswitch-learning|dpdk) FWD(i
     dropped=$(grep -A3 'Accumulated forward statistics' "$WORK/client.log" | sed -n 's/.*TX-dropped: *\([0-9]*\).*/\1/p' | tail -1)
     read -r rx tx agg secs <"$WORK/client.result"
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$rep" "$agg" "$rx" "$tx" "${dropped:-?}" >>"$RESULTS"
-    printf 'loopback: %-28s rep %d: %7.3f Mpps aggregate (client rx %.3f, tx %.3f Mpps, %s s window; client tx-dropped %s)\n' \
-        "$label" "$rep" "$agg" "$rx" "$tx" "$secs" "${dropped:-?}" >&2
+    printf 'loopback: %-28s rep %d: %7.3f Mpps aggregate (client rx %.3f, tx %.3f Mpps, %s s window; client tx-dropped %s%s)\n' \
+        "$label" "$rep" "$agg" "$rx" "$tx" "$secs" "${dropped:-?}" "$loops" >&2
 }
 
 echo "loopback: commit $COMMIT, $(nproc) cores, ${DURATION} s measured after ${WARMUP} s warm-up, $REPS reps," \
