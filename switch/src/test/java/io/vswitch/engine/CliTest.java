@@ -142,6 +142,25 @@ class CliTest {
                 SecondProcess.Result st = SecondProcess.vswitch("stats", "--counters", runtime.resolve("counters").toString());
                 assertEquals(0, st.exitCode(), st.output());
                 assertTrue(st.output().contains("vm1") && st.output().contains("vm2"), st.output());
+                pmd.command("start tx_first", Duration.ofSeconds(30));
+                SecondProcess.Result watch = SecondProcess.vswitch("stats", "--counters", runtime.resolve("counters").toString(),
+                        "--watch", "--interval", "0.5", "--count", "3");
+                pmd.command("stop", Duration.ofSeconds(30));
+                assertEquals(0, watch.exitCode(), watch.output());
+                assertEquals(3, watch.output().lines().filter(l -> l.startsWith("vswitch pid")).count(), watch.output());
+                // the vm1 row of the last table whose header has the rate columns
+                String lastRates = null;
+                boolean inRates = false;
+                for (String line : watch.output().lines().toList()) {
+                    if (line.startsWith("port ")) {
+                        inRates = line.contains("rx_pps");
+                    } else if (inRates && line.startsWith("vm1 ")) {
+                        lastRates = line;
+                    }
+                }
+                assertTrue(lastRates != null, watch.output());
+                String[] cells = lastRates.trim().split("\\s+");
+                assertTrue(Double.parseDouble(cells[cells.length - 1]) > 0, "a packet rate while traffic flows: " + lastRates);
             }
 
             ProcessHandle.of(sw.pid()).orElseThrow();

@@ -186,7 +186,8 @@ public final class VirtQueue {
 
     /**
      * Asks the guest not to kick (busy-polling) or to kick (the worker is about to sleep). With EVENT_IDX the
-     * request is the avail_event index: kick when the entry after the last one we saw is made available.
+     * request is the avail_event index: kick when the entry after the last one we saw is made available, or
+     * (not wanted) when the index that is one behind that comes round again.
      */
     public void setKicksWanted(boolean wanted) {
         MemorySegment u = used;
@@ -195,9 +196,9 @@ public final class VirtQueue {
         }
         try {
             if (eventIdx) {
-                if (wanted) {
-                    U16_ATOMIC.setRelease(u, availEventOffset(size), (short) lastAvail);
-                }
+                // kick when the entry at lastAvail is made available; or, with the index just behind it,
+                // only after the driver has gone all the way round the 16-bit index (practically never)
+                U16_ATOMIC.setRelease(u, availEventOffset(size), (short) (wanted ? lastAvail : lastAvail - 1));
             } else {
                 u.set(U16, USED_FLAGS, (short) (wanted ? 0 : USED_F_NO_NOTIFY));
             }

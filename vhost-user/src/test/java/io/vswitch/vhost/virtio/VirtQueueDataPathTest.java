@@ -426,6 +426,18 @@ class VirtQueueDataPathTest {
         tx.completeTx(batch);
         assertEquals(1, fe.drainCalls(TX), "0->3 passes used_event 0");
         fe.txCompleted();
+
+        // while polling the device asks for no kicks: avail_event one behind, so the driver does not kick
+        tx.setKicksWanted(false);
+        assertEquals(2, fe.availEvent(TX));
+        fe.kickFd(TX).drain();
+        fe.transmit(frame(60, 4));
+        assertEquals(0, fe.kickFd(TX).drain(), "no kick while the device polls");
+        assertEquals(1, tx.dequeueBurst(batch));
+        tx.completeTx(batch);
+        tx.setKicksWanted(true);
+        fe.transmit(frame(60, 5));
+        assertEquals(1, fe.kickFd(TX).drain(), "a kick once the device asks for one again");
     }
 
     @Test
