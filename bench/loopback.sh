@@ -23,6 +23,9 @@
 # per testpmd. --client-devargs is appended to both net_virtio_user vdevs (e.g. in_order=0: DPDK's vhost
 # offers VIRTIO_F_IN_ORDER and vswitch does not, so by default the client runs faster paths against DPDK).
 #
+# LOOPBACK_VSWITCH_JVM_OPTS (environment) is added to the switch's JVM options, e.g. to record JFR:
+#   LOOPBACK_VSWITCH_JVM_OPTS='-XX:StartFlightRecording=filename=/tmp/lb.jfr,delay=10s,duration=10s'
+#
 # Holds /tmp/vswitch-build.lock for the build and the whole run (never overlap a build or another benchmark);
 # set VSWITCH_LOCK_HELD=1 if the caller already holds it. Every process it starts is killed on exit.
 set -euo pipefail
@@ -165,7 +168,8 @@ EOF
         printf 'links:\n  - [p0, p1]\n' >>"$WORK/vswitch.yaml"
     fi
     # = ./vswitch run -c FILE (same JVM flags), without the launcher's rebuild check; JVM confined to core 1
-    taskset -c 1 "$JAVA_HOME/bin/java" "${JVM_FLAGS[@]}" -jar "$JAR" run -c "$WORK/vswitch.yaml" \
+    # shellcheck disable=SC2086  # LOOPBACK_VSWITCH_JVM_OPTS: extra JVM options, e.g. a JFR recording
+    taskset -c 1 "$JAVA_HOME/bin/java" "${JVM_FLAGS[@]}" ${LOOPBACK_VSWITCH_JVM_OPTS:-} -jar "$JAR" run -c "$WORK/vswitch.yaml" \
         >"$WORK/backend.log" 2>&1 &
     BACKEND_PID=$!
     wait_for "[[ -S $dir/p0.sock && -S $dir/p1.sock ]]" 30 "vswitch sockets"
