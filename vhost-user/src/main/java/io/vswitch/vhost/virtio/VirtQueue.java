@@ -491,6 +491,21 @@ public final class VirtQueue {
                     }
                     long dstOffset = descOffset;
                     long room = descLength;
+                    if (piece < 0 && srcOffset == 0 && room >= VirtioNetHeader.SIZE) {
+                        // the usual case: the header fits the first buffer, so write it (all zero but
+                        // num_buffers, patched below) with two stores instead of copying it
+                        final MemorySegment d = descSegment;
+                        d.set(U64, dstOffset, 0L);
+                        d.set(U32, dstOffset + 8, 0);
+                        numBuffersSegment = d;
+                        numBuffersOffset = dstOffset + VirtioNetHeader.NUM_BUFFERS;
+                        srcOffset = VirtioNetHeader.SIZE;
+                        srcLeft = 0;
+                        dstOffset += VirtioNetHeader.SIZE;
+                        room -= VirtioNetHeader.SIZE;
+                        remaining -= VirtioNetHeader.SIZE;
+                        written += VirtioNetHeader.SIZE;
+                    }
                     while (room > 0 && remaining > 0) {
                         if (srcLeft == 0) {
                             piece = piece < 0 ? first : piece + 1;
