@@ -247,9 +247,11 @@ public final class VirtQueue {
             long at = tableBase + (long) cursor * DESC_SIZE;
             final MemorySegment table = tableSegment;
             long addr = table.get(U64, at + DESC_ADDR);
-            long length = Integer.toUnsignedLong(table.get(U32, at + DESC_LEN));
-            int flags = table.get(U16, at + DESC_FLAGS) & 0xFFFF;
-            int next = table.get(U16, at + DESC_NEXT) & 0xFFFF;
+            // len, flags and next in one 8-byte load (little-endian: len low, then flags, then next)
+            long word = table.get(U64, at + DESC_LEN);
+            long length = word & 0xFFFF_FFFFL;
+            int flags = (int) (word >>> 32) & 0xFFFF;
+            int next = (int) (word >>> 48);
             if ((flags & DESC_F_INDIRECT) != 0) {
                 if (inIndirect) {
                     fail(QueueFault.NESTED_INDIRECT, "indirect descriptor " + cursor + " inside an indirect table");
@@ -404,14 +406,12 @@ public final class VirtQueue {
             int idx = usedIdx;
             for (int i = 0, n = batch.count(); i < n; i++) {
                 long at = USED_RING + (long) USED_ELEM_SIZE * (idx & m);
-                u.set(U32, at + USED_ELEM_ID, batch.head[i]);
-                u.set(U32, at + USED_ELEM_LEN, 0);
+                u.set(U64, at, usedElement(batch.head[i], 0));
                 idx = (idx + 1) & 0xFFFF;
             }
             for (int i = 0, n = batch.dropped; i < n; i++) {
                 long at = USED_RING + (long) USED_ELEM_SIZE * (idx & m);
-                u.set(U32, at + USED_ELEM_ID, batch.droppedHead[i]);
-                u.set(U32, at + USED_ELEM_LEN, 0);
+                u.set(U64, at, usedElement(batch.droppedHead[i], 0));
                 idx = (idx + 1) & 0xFFFF;
             }
             usedIdx = idx;
@@ -530,8 +530,7 @@ public final class VirtQueue {
                     }
                 }
                 long at = USED_RING + (long) USED_ELEM_SIZE * (usedIdx & m);
-                u.set(U32, at + USED_ELEM_ID, head);
-                u.set(U32, at + USED_ELEM_LEN, (int) written);
+                u.set(U64, at, usedElement(head, (int) written));
                 usedIdx = (usedIdx + 1) & 0xFFFF;
                 buffers++;
                 if (remaining > 0 && !mergeable) {
@@ -554,6 +553,11 @@ public final class VirtQueue {
     }
 
     /** Forgets a frame's partial progress (also on a fault, so that GET_VRING_BASE reports the last whole frame). */
+    /** A used ring element {id, len} as one little-endian 8-byte store. */
+    private static long usedElement(int id, int length) {
+        return (id & 0xFFFF_FFFFL) | ((long) length << 32);
+    }
+
     private boolean rollback(int startAvail, int startUsed) {
         lastAvail = startAvail;
         usedIdx = startUsed;
