@@ -23,6 +23,8 @@ import static io.vswitch.sys.Libc.C_SIZE_T;
 public final class EventFd implements AutoCloseable {
     public static final int EFD_CLOEXEC = 0x80000;
     public static final int EFD_NONBLOCK = 0x800;
+    /** What /proc/self/fd shows for an eventfd. */
+    private static final String EVENTFD_LINK = "anon_inode:[eventfd]";
 
     private static final MethodHandle EVENTFD = Libc.call("eventfd", FunctionDescriptor.of(C_INT, C_INT, C_INT));
     private static final MethodHandle READ = Libc.call("read", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
@@ -50,12 +52,19 @@ public final class EventFd implements AutoCloseable {
         return new EventFd(fd);
     }
 
-    /** Takes ownership of a descriptor received from a peer; it is closed by {@link #close()}. */
+    /**
+     * Takes ownership of a descriptor received from a peer; it is closed by {@link #close()}, and also when it
+     * is refused here because it is not an eventfd (a socket, a pipe, a memory file...).
+     */
     public static EventFd adopt(int fd) {
         if (fd < 0) {
             throw new IllegalArgumentException("not a descriptor: " + fd);
         }
         try {
+            String kind = describe(fd);
+            if (!EVENTFD_LINK.equals(kind)) {
+                throw new IllegalArgumentException("descriptor " + fd + " is " + kind + ", not an eventfd");
+            }
             Libc.setNonBlocking(fd);
         } catch (RuntimeException e) {
             Libc.closeQuietly(fd);
@@ -67,6 +76,15 @@ public final class EventFd implements AutoCloseable {
     /** An independent descriptor for the same eventfd, owned by the caller: safe to use after this one closes. */
     public EventFd duplicate() {
         return new EventFd(Libc.dup(fd));
+    }
+
+    /** What the kernel says {@code fd} is, e.g. {@code anon_inode:[eventfd]} or {@code socket:[1234]}. */
+    static String describe(int fd) {
+        try {
+            return java.nio.file.Files.readSymbolicLink(java.nio.file.Path.of("/proc/self/fd/" + fd)).toString();
+        } catch (java.io.IOException | UnsupportedOperationException e) {
+            return "unknown (" + e.getMessage() + ")";
+        }
     }
 
     public int fd() {

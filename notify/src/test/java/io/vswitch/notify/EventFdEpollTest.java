@@ -86,6 +86,18 @@ class EventFdEpollTest {
     }
 
     @Test
+    void aDescriptorThatIsNotAnEventfdIsRefusedAndClosed() throws Exception {
+        int before = OpenFds.count();
+        try (Epoll epoll = Epoll.create(1)) {
+            int copy = io.vswitch.sys.Libc.dup(epoll.fd());   // an epoll fd: a real descriptor, but not an eventfd
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> EventFd.adopt(copy));
+            assertTrue(e.getMessage().contains("anon_inode:[eventpoll]") && e.getMessage().contains("not an eventfd"), e.getMessage());
+            assertFalse(io.vswitch.sys.Libc.isOpen(copy), "the refused descriptor was closed");
+        }
+        assertEquals(before, OpenFds.count());
+    }
+
+    @Test
     void errorsNameTheCallAndErrno() {
         SysCallException e;
         try (Epoll epoll = Epoll.create(1)) {

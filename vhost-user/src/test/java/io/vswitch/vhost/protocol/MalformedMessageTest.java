@@ -287,6 +287,9 @@ class MalformedMessageTest {
             assertNackClosesFds(VhostUserRequest.SET_VRING_ERR, u64(2), a.fd());
             assertNackClosesFds(VhostUserRequest.SET_LOG_FD, new byte[0], a.fd());
             assertNackClosesFds(VhostUserRequest.SET_LOG_BASE, new byte[16], dupMemfd());
+            // a memory file where an eventfd belongs: refused, not adopted as a doorbell
+            assertNackClosesFds(VhostUserRequest.SET_VRING_CALL, u64(RX), dupMemfd());
+            assertNackClosesFds(VhostUserRequest.SET_VRING_KICK, u64(TX), dupMemfd());
         }
         assertNack(fe.send(VhostUserRequest.SET_VRING_KICK, u64(TX)));   // no descriptor and no "no fd" flag
         assertTrue(device.isRunning(), "nothing refused touched the running rings");
