@@ -239,6 +239,25 @@ public final class TestPmd implements AutoCloseable {
         }
         console.awaitExitOrKill(Duration.ofSeconds(10));
         removeRuntimeDir();
+        removeHugepageFiles();
+    }
+
+    /**
+     * DPDK leaves its hugepage backing files (named after the file prefix) in hugetlbfs when it exits, and
+     * they keep the pages reserved: a few test runs later no hugepages would be left.
+     */
+    private void removeHugepageFiles() {
+        if (filePrefix == null) {
+            return;
+        }
+        Path mount = Path.of("/dev/hugepages");
+        try (var files = Files.list(mount)) {
+            for (Path f : files.filter(f -> f.getFileName().toString().startsWith(filePrefix + "map_")).toList()) {
+                Files.deleteIfExists(f);
+            }
+        } catch (IOException e) {
+            // no hugetlbfs mounted there: nothing was left behind in it
+        }
     }
 
     /**
