@@ -185,7 +185,7 @@ final class Worker implements Agent {
      * worker's own wake-up eventfd. Hybrid mode then goes back to polling with kicks suppressed.
      */
     private void sleepUntilKicked() {
-        EPOCH.setVolatile(this, epoch + 1);
+        advanceEpoch();
         boolean pending;
         boolean napOnly = false;
         try {
@@ -205,12 +205,12 @@ final class Worker implements Agent {
                 pending |= ring != null && !ring.isEmpty();
             }
         } finally {
-            EPOCH.setVolatile(this, epoch + 1);
+            advanceEpoch();
         }
         if (!pending) {
             sleeps.incrementRelease();
             int ready = epoll.await(napOnly ? 1 : maxSleepMillis);
-            EPOCH.setVolatile(this, epoch + 1);
+            advanceEpoch();
             try {
                 for (int i = 0; i < ready; i++) {
                     long data = epoll.data(i);
@@ -227,13 +227,13 @@ final class Worker implements Agent {
                     }
                 }
             } finally {
-                EPOCH.setVolatile(this, epoch + 1);
+                advanceEpoch();
             }
             wakeups.incrementRelease();
         }
         sleeping = false;
         if (mode == NotifyMode.HYBRID) {
-            EPOCH.setVolatile(this, epoch + 1);
+            advanceEpoch();
             try {
                 for (SwitchPort port : ports) {
                     if (port.kick != null && port.device.isRunning()) {
@@ -241,7 +241,7 @@ final class Worker implements Agent {
                     }
                 }
             } finally {
-                EPOCH.setVolatile(this, epoch + 1);
+                advanceEpoch();
             }
         }
     }
@@ -305,6 +305,14 @@ final class Worker implements Agent {
         }
     }
 
+    /**
+     * Odd while the worker may touch devices' rings and memory, even while it cannot (between passes,
+     * asleep in epoll_wait). Called on entering and leaving each such window; see {@link #awaitQuiescence()}.
+     */
+    private void advanceEpoch() {
+        EPOCH.setVolatile(this, epoch + 1);
+    }
+
     @Override
     public void onClose() {
         running = false;
@@ -323,11 +331,11 @@ final class Worker implements Agent {
     @Override
     public int doWork() {
         int work = commands.drain(Runnable::run);
-        EPOCH.setVolatile(this, epoch + 1);
+        advanceEpoch();
         try {
             work += pass();
         } finally {
-            EPOCH.setVolatile(this, epoch + 1);
+            advanceEpoch();
         }
         if (work > 0) {
             busyLoops.incrementRelease();
