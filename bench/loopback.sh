@@ -220,7 +220,7 @@ PY
 
 # run_client FWD: the virtio-user client; writes "rx_mpps tx_mpps aggregate_mpps seconds" to $WORK/client.result
 run_client() {
-    local fwd="$1" app=(-i --nb-cores=1 --txpkts=64)
+    local fwd="$1" app=(-i --nb-cores=1 --txpkts=64 ${LOOPBACK_CLIENT_ARGS:-})
     local v0="net_virtio_user0,path=$SOCK0" v1="net_virtio_user1,path=$SOCK1"
     if [[ -n "$CLIENT_DEVARGS" ]]; then
         v0+=",$CLIENT_DEVARGS"; v1+=",$CLIENT_DEVARGS"
@@ -249,7 +249,11 @@ run_client() {
     local o0 o1 t0 t1
     o0=$(stat -c %s "$WORK/client.log"); t0=$(date +%s.%N)
     client_cmd "show port stats all" || return 1
-    sleep "$DURATION"
+    if [[ -n "${LOOPBACK_PERF:-}" ]]; then   # sample the client's own code during the window (perf, software clock)
+        perf record -q -F 999 -p "$CLIENT_PID" -o "$WORK/run$((RUN + 1))-client.perf" -- sleep "$DURATION" >/dev/null 2>&1 || sleep "$DURATION"
+    else
+        sleep "$DURATION"
+    fi
     o1=$(stat -c %s "$WORK/client.log"); t1=$(date +%s.%N)
     client_cmd "show port stats all" || return 1
     if [[ "$BACKEND" == vswitch-* ]]; then
