@@ -176,6 +176,11 @@ public final class Switch implements AutoCloseable {
             owner.addPort(port);
             port.device.setQuiescence(owner::awaitQuiescence);
             port.device.addStateListener(owner::wake);
+            port.device.setAnnouncer(mac -> {
+                if (!owner.announce(port, mac)) {
+                    LOG.log(Level.WARNING, "port {0}: announcement dropped (the worker''s command queue is full)", port.name);
+                }
+            });
         }
         for (SwitchPort port : all) {
             port.vhost.start();

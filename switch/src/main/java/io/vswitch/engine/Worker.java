@@ -78,6 +78,14 @@ final class Worker implements Agent {
     private final int[] spliceLengths = new int[PacketBatch.MAX_PIECES_PER_FRAME + 3];
     private final MemorySegment tag = MemorySegment.ofArray(new byte[TAG_SIZE]);
 
+    // frames the control plane asks to send as if a port's guest had sent them (SEND_RARP after a
+    // migration); queued by a command, sent inside the next pass
+    static final int MAX_PENDING_ANNOUNCEMENTS = 16;
+    private final SwitchPort[] announcePort = new SwitchPort[MAX_PENDING_ANNOUNCEMENTS];
+    private final MemorySegment[] announceFrame = new MemorySegment[MAX_PENDING_ANNOUNCEMENTS];
+    private int announcements;
+    private final PacketBatch announceBatch = new PacketBatch(1);
+
     /** Odd while inside the data path; see {@link #awaitQuiescence()}. */
     @SuppressWarnings("unused")
     private volatile long epoch;
@@ -345,8 +353,39 @@ final class Worker implements Agent {
         return work;
     }
 
+    /**
+     * Sends a RARP from {@code mac} on {@code port}'s behalf at the worker's next pass: a learning bridge
+     * learns (or moves) the MAC to the port at once, and the frame is flooded like any broadcast, so that
+     * other switches learn it too. False when too many announcements are already waiting.
+     */
+    boolean announce(SwitchPort port, byte[] mac) {
+        MemorySegment frame = MemorySegment.ofArray(Rarp.frame(mac));
+        return submit(() -> {
+            if (announcements < MAX_PENDING_ANNOUNCEMENTS) {
+                announcePort[announcements] = port;
+                announceFrame[announcements++] = frame;
+            } else {
+                port.counters.dropNoBuffers.increment();
+            }
+        });
+    }
+
+    private int sendAnnouncements() {
+        int n = announcements;
+        for (int i = 0; i < n; i++) {
+            SwitchPort port = announcePort[i];
+            MemorySegment frame = announceFrame[i];
+            announcePort[i] = null;
+            announceFrame[i] = null;
+            announceBatch.setSingleFrame(frame, 0, (int) frame.byteSize());
+            forward(port, announceBatch, 1);
+        }
+        announcements = 0;
+        return n;
+    }
+
     private int pass() {
-        int work = 0;
+        int work = announcements > 0 ? sendAnnouncements() : 0;
         final SwitchPort[] local = ports;
         final PacketBatch b = batch;
         for (SwitchPort port : local) {

@@ -1,6 +1,7 @@
 package io.vswitch.vhost.net;
 
 import io.vswitch.notify.EventFd;
+import io.vswitch.vhost.memory.DirtyLog;
 import io.vswitch.vhost.memory.GuestMemory;
 import io.vswitch.vhost.memory.MemoryRegion;
 import io.vswitch.vhost.protocol.Features;
@@ -9,6 +10,7 @@ import io.vswitch.vhost.virtio.VirtQueue;
 import java.lang.System.Logger.Level;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Consumer;
 
 /**
  * A virtio-net device as one vhost-user frontend drives it: one receive and one transmit queue over the
@@ -39,6 +41,9 @@ public final class VirtioNetDevice {
     private volatile Quiescence quiescence = Quiescence.NONE;
     private volatile boolean broken;
     private final List<Runnable> stateListeners = new ArrayList<>();
+    /** The frontend's dirty-page log (SET_LOG_BASE), written while VHOST_F_LOG_ALL is negotiated. */
+    private DirtyLog dirtyLog;
+    private volatile Consumer<byte[]> announcer = mac -> { };
 
     /** What the frontend told us about one queue; applied to the {@link VirtQueue} when the ring starts. */
     private static final class QueueSetup {
@@ -46,6 +51,8 @@ public final class VirtioNetDevice {
         long descAddr;
         long availAddr;
         long usedAddr;
+        /** Guest-physical address of the used ring for the dirty log (VHOST_VRING_F_LOG), or -1. */
+        long usedLogAddr = -1;
         boolean addressed;
         int base;
         boolean enabled;
@@ -143,6 +150,7 @@ public final class VirtioNetDevice {
             return "frontend set features we never offered: 0x" + Long.toHexString(unknown);
         }
         features = requested;
+        applyDirtyLog();
         if (!Features.has(requested, Features.VHOST_USER_F_PROTOCOL_FEATURES)) {
             // Without protocol features there is no SET_VRING_ENABLE: rings are enabled from the start.
             for (QueueSetup s : setup) {
@@ -207,6 +215,12 @@ public final class VirtioNetDevice {
     }
 
     public String setVringAddr(int index, long desc, long used, long avail) {
+        return setVringAddr(index, desc, used, avail, -1);
+    }
+
+    /** SET_VRING_ADDR; {@code usedLogAddr} is the used ring's guest-physical address when the frontend asks
+     * for its writes to be logged (VHOST_VRING_F_LOG), else -1. */
+    public String setVringAddr(int index, long desc, long used, long avail, long usedLogAddr) {
         String bad = checkIndex(index);
         if (bad != null) {
             return bad;
@@ -215,6 +229,7 @@ public final class VirtioNetDevice {
         s.descAddr = desc;
         s.usedAddr = used;
         s.availAddr = avail;
+        s.usedLogAddr = usedLogAddr;
         s.addressed = true;
         if (s.started) {
             stop();
@@ -323,6 +338,51 @@ public final class VirtioNetDevice {
         return null;
     }
 
+    /**
+     * Takes the frontend's dirty-page log (SET_LOG_BASE). A log it replaces is unmapped once the worker
+     * cannot be writing it any more.
+     */
+    public void setDirtyLog(DirtyLog log) {
+        DirtyLog old = dirtyLog;
+        dirtyLog = log;
+        applyDirtyLog();
+        if (old != null) {
+            quiescence.await();
+            old.close();
+        }
+    }
+
+    public DirtyLog dirtyLog() {
+        return dirtyLog;
+    }
+
+    /** Logging is on while VHOST_F_LOG_ALL is negotiated and a log is mapped; the queues see it at their next burst. */
+    private void applyDirtyLog() {
+        DirtyLog active = Features.has(features, Features.VHOST_F_LOG_ALL) ? dirtyLog : null;
+        for (VirtQueue q : queues) {
+            q.setDirtyLog(active);
+        }
+    }
+
+    /** Who injects the announcement frame for SEND_RARP (the switch); called on the control thread. */
+    public void setAnnouncer(Consumer<byte[]> announcer) {
+        this.announcer = announcer == null ? mac -> { } : announcer;
+    }
+
+    /** SEND_RARP: the guest behind this port now has {@code mac} here (after a migration); announce it. */
+    public void announce(byte[] mac) {
+        LOG.log(Level.INFO, "port {0}: announcing {1} (SEND_RARP)", name, formatMac(mac));
+        announcer.accept(mac.clone());
+    }
+
+    private static String formatMac(byte[] mac) {
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < mac.length; i++) {
+            b.append(i == 0 ? "" : ":").append(String.format("%02x", mac[i] & 0xFF));
+        }
+        return b.toString();
+    }
+
     private static String checkIndex(int index) {
         return index >= 0 && index < QUEUES ? null : "queue index " + index + " out of range (this device has " + QUEUES + ")";
     }
@@ -372,6 +432,11 @@ public final class VirtioNetDevice {
         memory.close();
         memory = GuestMemory.empty();
         features = 0;
+        applyDirtyLog();
+        if (dirtyLog != null) {
+            dirtyLog.close();   // stop() above waited for the worker: nothing writes it any more
+            dirtyLog = null;
+        }
         protocolFeatures = 0;
         status = 0;
         broken = false;
@@ -408,6 +473,7 @@ public final class VirtioNetDevice {
                     return;
                 }
                 q.setCall(s.call);
+                q.setUsedLogAddress(s.usedLogAddr);
                 broken = false;
             }
             if (!s.enabled) {

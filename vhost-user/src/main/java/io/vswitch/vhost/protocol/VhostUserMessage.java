@@ -60,6 +60,10 @@ public final class VhostUserMessage {
     public static final int MEM_REG_SIZE = 40;
     public static final int MEM_REG_REGION = 8;
     public static final int LOG_SIZE = 16;
+    public static final int LOG_MMAP_SIZE = 0;
+    public static final int LOG_MMAP_OFFSET = 8;
+    /** SET_VRING_ADDR flags: log the used ring's writes at log_guest_addr. */
+    public static final int VRING_F_LOG = 1;
     public static final long VRING_INDEX_MASK = 0xFF;
     public static final long VRING_NOFD_MASK = 0x100;
 
@@ -106,6 +110,10 @@ public final class VhostUserMessage {
 
     public int u32(int offset) {
         return buffer.get(U32, HEADER_SIZE + offset);
+    }
+
+    public int u8(int offset) {
+        return buffer.get(ValueLayout.JAVA_BYTE, HEADER_SIZE + offset) & 0xFF;
     }
 
     /** Turns this buffer into a reply to {@code request} with {@code size} payload bytes (to be filled in). */

@@ -1,6 +1,7 @@
 package io.vswitch.vhost.protocol;
 
 import io.vswitch.notify.EventFd;
+import io.vswitch.vhost.memory.DirtyLog;
 import io.vswitch.vhost.memory.GuestMemory;
 import io.vswitch.vhost.memory.GuestMemoryException;
 import io.vswitch.vhost.memory.MemoryRegion;
@@ -89,7 +90,8 @@ public final class VhostUserSession implements AutoCloseable {
         on(VhostUserRequest.SET_VRING_BASE, VRING_STATE_SIZE,
                 (m, f) -> apply(device.setVringBase(m.u32(VRING_STATE_INDEX), m.u32(VRING_STATE_NUM))));
         on(VhostUserRequest.SET_VRING_ADDR, VRING_ADDR_SIZE, (m, f) -> apply(device.setVringAddr(
-                m.u32(VRING_ADDR_INDEX), m.u64(VRING_ADDR_DESC), m.u64(VRING_ADDR_USED), m.u64(VRING_ADDR_AVAIL))));
+                m.u32(VRING_ADDR_INDEX), m.u64(VRING_ADDR_DESC), m.u64(VRING_ADDR_USED), m.u64(VRING_ADDR_AVAIL),
+                (m.u32(VRING_ADDR_FLAGS) & VRING_F_LOG) != 0 ? m.u64(VRING_ADDR_LOG) : -1)));
         on(VhostUserRequest.GET_VRING_BASE, VRING_STATE_SIZE, this::getVringBase);
         on(VhostUserRequest.SET_VRING_KICK, U64_SIZE, (m, f) -> apply(device.setVringKick(queueIndex(m), eventFd(m, f))));
         on(VhostUserRequest.SET_VRING_CALL, U64_SIZE, (m, f) -> apply(device.setVringCall(queueIndex(m), eventFd(m, f))));
@@ -101,12 +103,22 @@ public final class VhostUserSession implements AutoCloseable {
             return false;
         });
         on(VhostUserRequest.GET_STATUS, 0, (m, f) -> replyU64(m, device.status()));
-        on(VhostUserRequest.SEND_RARP, U64_SIZE, (m, f) -> false);
-        on(VhostUserRequest.SET_LOG_BASE, Entry.VARIABLE, (m, f) -> {
-            throw new Refused("dirty logging is not offered (no LOG_SHMFD), SET_LOG_BASE refused");
+        on(VhostUserRequest.SEND_RARP, U64_SIZE, (m, f) -> {
+            byte[] mac = new byte[6];
+            for (int i = 0; i < mac.length; i++) {
+                mac[i] = (byte) m.u8(i);
+            }
+            if ((mac[0] & 1) != 0) {
+                throw new Refused("SEND_RARP with a multicast MAC");
+            }
+            device.announce(mac);
+            return false;
         });
+        on(VhostUserRequest.SET_LOG_BASE, LOG_SIZE, this::setLogBase);
         on(VhostUserRequest.SET_LOG_FD, Entry.VARIABLE, (m, f) -> {
-            throw new Refused("dirty logging is not offered, SET_LOG_FD refused");
+            // the log-sync eventfd of the kernel vhost interface; with LOG_SHMFD nothing signals it here
+            f.closeAll();
+            return false;
         });
     }
 
@@ -274,6 +286,27 @@ public final class VhostUserSession implements AutoCloseable {
         device.setMemory(memory);
         LOG.log(Level.INFO, "port {0}: mapped {1} memory region(s)", port, n);
         return false;
+    }
+
+    private boolean setLogBase(VhostUserMessage m, ReceivedFds f) throws Refused {
+        if (f.count() != 1) {
+            throw new Refused("SET_LOG_BASE needs one descriptor (LOG_SHMFD), got " + f.count());
+        }
+        long size = m.u64(LOG_MMAP_SIZE);
+        long offset = m.u64(LOG_MMAP_OFFSET);
+        int fd = f.take(0);
+        DirtyLog log;
+        try {
+            log = DirtyLog.map(fd, size, offset);
+        } catch (GuestMemoryException | io.vswitch.sys.SysCallException e) {
+            throw new Refused("dirty log refused: " + e.getMessage());
+        } finally {
+            io.vswitch.sys.Libc.closeQuietly(fd);
+        }
+        device.setDirtyLog(log);
+        LOG.log(Level.INFO, "port {0}: dirty log of {1} bytes mapped (covers {2} MiB of guest memory)", port, size,
+                size * 8 * 4096 >> 20);
+        return replyU64(m, 0);
     }
 
     private boolean addMemReg(VhostUserMessage m, ReceivedFds f) throws Refused {

@@ -62,6 +62,19 @@ public final class PacketBatch {
         dropped = 0;
     }
 
+    /**
+     * Makes this batch hold one frame that is not in a guest ring: {@code length} bytes at {@code offset} of
+     * {@code segment} (a frame the switch sends on a port's behalf, e.g. a RARP announcement).
+     */
+    public void setSingleFrame(MemorySegment segment, long offset, int length) {
+        clear();
+        pieceSegment[0] = segment;
+        pieceOffset[0] = offset;
+        pieceLength[0] = length;
+        pieces = 1;
+        commitFrame(-1, length, 0, 1);
+    }
+
     void commitFrame(int headId, int length, int first, int numPieces) {
         head[count] = headId;
         frameLength[count] = length;

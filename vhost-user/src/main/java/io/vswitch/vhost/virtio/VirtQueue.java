@@ -1,6 +1,7 @@
 package io.vswitch.vhost.virtio;
 
 import io.vswitch.notify.EventFd;
+import io.vswitch.vhost.memory.DirtyLog;
 import io.vswitch.vhost.memory.GuestMemory;
 
 import java.lang.foreign.MemorySegment;
@@ -42,7 +43,11 @@ public final class VirtQueue {
     private GuestMemory memory;
     private boolean eventIdx;
     private boolean mergeable;
+    /** Guest-physical address of the used ring for the dirty log, or -1 when its writes are not logged. */
+    private long usedLogAddr = -1;
     private volatile EventFd call;
+    /** Set while VHOST_F_LOG_ALL is on (live migration): every write into guest memory marks its pages. */
+    private volatile DirtyLog dirtyLog;
 
     // data-path state, owned by the worker while published
     private int lastAvail;
@@ -62,6 +67,7 @@ public final class VirtQueue {
     private boolean chainDone;
     private MemorySegment descSegment;
     private long descOffset;
+    private long descAddr;
     private long descLength;
     private boolean descWrite;
 
@@ -159,6 +165,32 @@ public final class VirtQueue {
         this.call = call;
     }
 
+    /**
+     * Where the used ring lies in guest-physical memory for the dirty log (SET_VRING_ADDR's log_guest_addr
+     * with VHOST_VRING_F_LOG), or -1. Call only while the queue is not published.
+     */
+    public void setUsedLogAddress(long guestPhysAddr) {
+        this.usedLogAddr = guestPhysAddr;
+    }
+
+    /**
+     * Starts (non-null) or stops (null) dirty logging; the worker sees it from its next burst. A log that is
+     * replaced may still be written until the worker's next quiescent point.
+     */
+    public void setDirtyLog(DirtyLog log) {
+        this.dirtyLog = log;
+    }
+
+    public DirtyLog dirtyLog() {
+        return dirtyLog;
+    }
+
+    private void logUsed(DirtyLog log, long offset, long length) {
+        if (usedLogAddr >= 0) {
+            log.markGuest(usedLogAddr + offset, length);
+        }
+    }
+
     public EventFd call() {
         return call;
     }
@@ -195,12 +227,19 @@ public final class VirtQueue {
             return;
         }
         try {
+            final DirtyLog log = dirtyLog;
             if (eventIdx) {
                 // kick when the entry at lastAvail is made available; or, with the index just behind it,
                 // only after the driver has gone all the way round the 16-bit index (practically never)
                 U16_ATOMIC.setRelease(u, availEventOffset(size), (short) (wanted ? lastAvail : lastAvail - 1));
+                if (log != null) {
+                    logUsed(log, availEventOffset(size), 2);
+                }
             } else {
                 u.set(U16, USED_FLAGS, (short) (wanted ? 0 : USED_F_NO_NOTIFY));
+                if (log != null) {
+                    logUsed(log, USED_FLAGS, 2);
+                }
             }
             VarHandle.fullFence();
         } catch (RuntimeException e) {
@@ -293,6 +332,7 @@ public final class VirtQueue {
             }
             descSegment = memory.segment(region);
             descOffset = memory.guestOffset(region, addr);
+            descAddr = addr;
             descLength = length;
             descWrite = (flags & DESC_F_WRITE) != 0;
             return 1;
@@ -414,6 +454,12 @@ public final class VirtQueue {
                 u.set(U64, at, usedElement(batch.droppedHead[i], 0));
                 idx = (idx + 1) & 0xFFFF;
             }
+            final DirtyLog log = dirtyLog;
+            if (log != null) {
+                for (int i = usedIdx; i != idx; i = (i + 1) & 0xFFFF) {
+                    logUsed(log, USED_RING + (long) USED_ELEM_SIZE * (i & m), USED_ELEM_SIZE);
+                }
+            }
             usedIdx = idx;
             publishUsed();
         } catch (RuntimeException e) {
@@ -461,6 +507,7 @@ public final class VirtQueue {
             long numBuffersOffset = 0;
             int buffers = 0;
             final int m = mask;
+            final DirtyLog log = dirtyLog;
             while (remaining > 0) {
                 if (availCache == lastAvail) {
                     availCache = (short) U16_ATOMIC.getAcquire(a, (long) AVAIL_IDX) & 0xFFFF;
@@ -491,6 +538,7 @@ public final class VirtQueue {
                     }
                     long dstOffset = descOffset;
                     long room = descLength;
+                    final long writtenBefore = written;
                     if (piece < 0 && srcOffset == 0 && room >= VirtioNetHeader.SIZE) {
                         // the usual case: the header fits the first buffer, so write it (all zero but
                         // num_buffers, patched below) with two stores instead of copying it
@@ -528,9 +576,15 @@ public final class VirtQueue {
                         remaining -= chunk;
                         written += chunk;
                     }
+                    if (log != null) {
+                        log.markGuest(descAddr, written - writtenBefore);
+                    }
                 }
                 long at = USED_RING + (long) USED_ELEM_SIZE * (usedIdx & m);
                 u.set(U64, at, usedElement(head, (int) written));
+                if (log != null) {
+                    logUsed(log, at, USED_ELEM_SIZE);
+                }
                 usedIdx = (usedIdx + 1) & 0xFFFF;
                 buffers++;
                 if (remaining > 0 && !mergeable) {
@@ -583,6 +637,10 @@ public final class VirtQueue {
             return;
         }
         U16_ATOMIC.setRelease(used, (long) USED_IDX, (short) newIdx);
+        final DirtyLog log = dirtyLog;
+        if (log != null) {
+            logUsed(log, USED_IDX, 2);
+        }
         usedPublished = newIdx;
         EventFd c = call;
         if (c == null) {

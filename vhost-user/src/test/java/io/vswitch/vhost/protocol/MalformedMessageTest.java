@@ -285,8 +285,11 @@ class MalformedMessageTest {
             assertNackClosesFds(VhostUserRequest.SET_VRING_KICK, u64(TX | VhostUserMessage.VRING_NOFD_MASK), a.fd());
             assertNackClosesFds(VhostUserRequest.SET_VRING_CALL, u64(5), a.fd());
             assertNackClosesFds(VhostUserRequest.SET_VRING_ERR, u64(2), a.fd());
-            assertNackClosesFds(VhostUserRequest.SET_LOG_FD, new byte[0], a.fd());
-            assertNackClosesFds(VhostUserRequest.SET_LOG_BASE, new byte[16], dupMemfd());
+            assertNackClosesFds(VhostUserRequest.SET_LOG_BASE, new byte[16], dupMemfd());   // a log of 0 bytes
+            // a log larger than the file that should hold it
+            byte[] tooLarge = java.nio.ByteBuffer.allocate(16).order(java.nio.ByteOrder.LITTLE_ENDIAN)
+                    .putLong(1L << 30).putLong(0).array();
+            assertNackClosesFds(VhostUserRequest.SET_LOG_BASE, tooLarge, dupMemfd());
             // a memory file where an eventfd belongs: refused, not adopted as a doorbell
             assertNackClosesFds(VhostUserRequest.SET_VRING_CALL, u64(RX), dupMemfd());
             assertNackClosesFds(VhostUserRequest.SET_VRING_KICK, u64(TX), dupMemfd());
