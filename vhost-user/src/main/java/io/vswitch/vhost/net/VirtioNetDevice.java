@@ -149,6 +149,12 @@ public final class VirtioNetDevice {
         if (unknown != 0) {
             return "frontend set features we never offered: 0x" + Long.toHexString(unknown);
         }
+        if (!Features.has(requested, Features.VIRTIO_F_VERSION_1)) {
+            // A legacy (pre-1.0) driver: its virtio-net header is 10 bytes without MRG_RXBUF and its rings
+            // are guest-endian. We implement the 1.0 layout only and say so instead of corrupting frames.
+            return "frontend did not accept VIRTIO_F_VERSION_1: legacy (pre-virtio-1.0) drivers are not supported;"
+                    + " use a modern driver (QEMU: do not set disable-modern=on)";
+        }
         features = requested;
         applyDirtyLog();
         if (!Features.has(requested, Features.VHOST_USER_F_PROTOCOL_FEATURES)) {

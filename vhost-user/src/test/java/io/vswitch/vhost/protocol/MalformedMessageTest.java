@@ -110,6 +110,8 @@ class MalformedMessageTest {
         assertNack(fe.setVringBase(-1, 0));
         assertNack(fe.setVringEnable(7, true));
         assertNack(fe.setFeatures(fe.options().features() | (1L << 63)));
+        // a legacy driver (no VERSION_1) would expect a 10-byte header: refused, not served wrong frames
+        assertNack(fe.setFeatures(fe.options().features() & ~Features.bit(Features.VIRTIO_F_VERSION_1)));
         assertNack(fe.setProtocolFeatures(1L << 40));
         assertNack(fe.setVringAddr(3, fe.descUserAddr(RX), fe.usedUserAddr(RX), fe.availUserAddr(RX)));
         TestFrontend.Reply reply = fe.ask(VhostUserRequest.GET_VRING_BASE, vringState(9, 0));
