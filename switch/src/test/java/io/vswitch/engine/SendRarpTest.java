@@ -12,6 +12,7 @@ import java.util.Arrays;
 import java.util.List;
 
 import static io.vswitch.engine.TestPmdForwardingTest.value;
+import static io.vswitch.engine.VlanTest.receiveOne;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
@@ -89,17 +90,5 @@ class SendRarpTest {
             byte[] multicast = Arrays.copyOf(VlanTest.mac("01:00:5e:00:00:01"), 8);
             assertNotEquals(0, newPort.send(VhostUserRequest.SEND_RARP, multicast), "SEND_RARP of a multicast MAC refused");
         }
-    }
-
-    private static byte[] receiveOne(TestFrontend f) throws InterruptedException {
-        long deadline = System.nanoTime() + 5_000_000_000L;
-        List<TestFrontend.RxFrame> got = new java.util.ArrayList<>();
-        while (got.isEmpty() && System.nanoTime() < deadline) {
-            got.addAll(f.receive());
-            Thread.sleep(1);   // polling the frontend's used ring
-        }
-        assertEquals(1, got.size(), "exactly one frame arrived");
-        f.postRxBuffers(1, 2048);
-        return got.getFirst().data();
     }
 }

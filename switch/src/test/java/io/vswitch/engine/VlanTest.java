@@ -100,7 +100,7 @@ class VlanTest {
         }
     }
 
-    private static byte[] receiveOne(TestFrontend f) throws InterruptedException {
+    static byte[] receiveOne(TestFrontend f) throws InterruptedException {
         long deadline = System.nanoTime() + 5_000_000_000L;
         List<TestFrontend.RxFrame> got = new ArrayList<>();
         while (got.isEmpty() && System.nanoTime() < deadline) {
