@@ -4,7 +4,9 @@ import io.vswitch.config.PortConfig;
 import io.vswitch.config.SocketRole;
 import io.vswitch.config.SwitchConfig;
 import io.vswitch.config.SwitchSettings;
+import io.vswitch.engine.RuntimeDirInUseException;
 import io.vswitch.engine.Switch;
+import io.vswitch.vhost.SocketInUseException;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -14,7 +16,8 @@ import java.util.concurrent.CountDownLatch;
 
 @Command(name = "run", mixinStandardHelpOptions = true,
         description = {"Runs the switch until SIGINT or SIGTERM.",
-                "Without --config: two server-mode ports vm1 and vm2 in a runtime directory, learning mode."})
+                "Without --config: two server-mode ports vm1 and vm2 in a runtime directory, learning mode.",
+                "One switch per runtime directory: a second one exits 1 naming the running one's pid."})
 final class RunCommand implements Callable<Integer> {
     @Option(names = {"-c", "--config"}, paramLabel = "FILE", description = "YAML topology file")
     Path config;
@@ -44,6 +47,9 @@ final class RunCommand implements Callable<Integer> {
         Switch sw;
         try {
             sw = Switch.start(topology);
+        } catch (RuntimeDirInUseException | SocketInUseException e) {
+            System.err.println("vswitch: " + e.getMessage());
+            return Main.EXIT_FAILURE;
         } catch (RuntimeException e) {
             System.err.println("vswitch: cannot start: " + e.getMessage());
             return Main.EXIT_FAILURE;
