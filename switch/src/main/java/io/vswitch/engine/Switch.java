@@ -51,6 +51,8 @@ public final class Switch implements AutoCloseable {
     private final SwitchConfig config;
     private final InstanceLock lock;
     private final CountersFile counters;
+    /** The learning bridge's table (null in cross-connect mode), read by housekeeping for the per-port MAC gauge. */
+    private MacTable macTable;
     private final List<SwitchPort> ports = new ArrayList<>();
     private final List<Worker> workers = new ArrayList<>();
     private final List<AgentRunner> runners = new ArrayList<>();
@@ -156,7 +158,7 @@ public final class Switch implements AutoCloseable {
         SwitchSettings settings = config.settings();
         boolean learning = settings.mode() == BridgeMode.LEARNING;
         int[] macLimits = config.ports().stream().mapToInt(PortConfig::macLimit).toArray();
-        MacTable macTable = learning ? new MacTable(Math.max(4096, 4 * sum(macLimits)),
+        macTable = learning ? new MacTable(Math.max(4096, 4 * sum(macLimits)),
                 settings.macAgingSeconds() * 1000L, macLimits) : null;
 
         SwitchPort[] all = new SwitchPort[config.ports().size()];
@@ -293,6 +295,9 @@ public final class Switch implements AutoCloseable {
                 set(port.counters.notifications, rx.callsSent + tx.callsSent);
                 set(port.counters.connections, port.vhost.counters().connections);
                 set(port.counters.protocolErrors, port.vhost.counters().protocolErrors + port.vhost.counters().refusedMessages);
+                if (macTable != null) {
+                    set(port.counters.macs, macTable.learnedOn(port.index));
+                }
             }
         } catch (RuntimeException e) {
             LOG.log(Level.WARNING, "housekeeping: {0}", e.toString());
