@@ -19,7 +19,7 @@ final class ConfigParser {
 
     static final List<String> TOP_KEYS = List.of("switch", "ports", "links");
     static final List<String> SWITCH_KEYS = List.of("mode", "notify", "workers", "cpus", "burst",
-            "mac-aging-seconds", "hybrid-quiet-polls", "runtime-dir");
+            "mac-aging-seconds", "hybrid-quiet-polls", "runtime-dir", "metrics");
     static final List<String> PORT_KEYS = List.of("name", "socket", "mode", "notify", "worker", "mac-limit",
             "vlan", "trunk", "mtu", "queues", "socket-mode", "socket-group");
 
@@ -87,7 +87,21 @@ final class ConfigParser {
         int macAging = intOr(m, "mac-aging-seconds", 1, MAX_MAC_AGING_SECONDS, SwitchSettings.DEFAULT_MAC_AGING_SECONDS);
         int quietPolls = intOr(m, "hybrid-quiet-polls", 1, Integer.MAX_VALUE, SwitchSettings.DEFAULT_HYBRID_QUIET_POLLS);
         Path runtimeDir = m.get("runtime-dir").flatMap(ConfigParser::path).orElseGet(SwitchSettings::defaultRuntimeDir);
-        return new SwitchSettings(mode, notify, workers, cpus, burst, macAging, quietPolls, runtimeDir);
+        Optional<MetricsAddress> metrics = m.get("metrics").flatMap(ConfigParser::metrics);
+        return new SwitchSettings(mode, notify, workers, cpus, burst, macAging, quietPolls, runtimeDir, metrics);
+    }
+
+    private static Optional<MetricsAddress> metrics(YamlValue v) {
+        Optional<String> text = nonEmptyString(v);
+        if (text.isEmpty()) {
+            return Optional.empty();
+        }
+        try {
+            return Optional.of(MetricsAddress.parse(text.get()));
+        } catch (IllegalArgumentException e) {
+            v.error(e.getMessage());
+            return Optional.empty();
+        }
     }
 
     private static Optional<List<Integer>> cpus(YamlValue v) {

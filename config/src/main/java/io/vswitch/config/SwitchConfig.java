@@ -26,6 +26,11 @@ public record SwitchConfig(SwitchSettings settings, List<PortConfig> ports, List
                 PortConfig.withDefaults("vm2", dir.resolve("vm2.sock"), settings.notifyMode())), List.of());
     }
 
+    /** The same topology with other switch settings. */
+    public SwitchConfig withSettings(SwitchSettings other) {
+        return new SwitchConfig(other, ports, links);
+    }
+
     public Optional<PortConfig> port(String name) {
         return ports.stream().filter(p -> p.name().equals(name)).findFirst();
     }

@@ -3,6 +3,7 @@ package io.vswitch.config;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.OptionalInt;
 
 /**
@@ -11,7 +12,8 @@ import java.util.OptionalInt;
  * @param cpus             cores to pin workers to; worker {@code i} gets {@code cpus[i % size]}, empty = unpinned
  * @param macAgingSeconds  how long a learned MAC stays without traffic from it (learning mode)
  * @param hybridQuietPolls empty polls before a {@link NotifyMode#HYBRID} worker goes back to sleeping on interrupts
- * @param runtimeDir       where the counters file lives
+ * @param runtimeDir       where the counters file and the instance lock live
+ * @param metrics          where the Prometheus endpoint listens; empty = no endpoint
  */
 public record SwitchSettings(
         BridgeMode mode,
@@ -21,7 +23,8 @@ public record SwitchSettings(
         int burst,
         int macAgingSeconds,
         int hybridQuietPolls,
-        Path runtimeDir) {
+        Path runtimeDir,
+        Optional<MetricsAddress> metrics) {
 
     public static final BridgeMode DEFAULT_MODE = BridgeMode.LEARNING;
     public static final NotifyMode DEFAULT_NOTIFY = NotifyMode.POLL;
@@ -35,10 +38,23 @@ public record SwitchSettings(
         Objects.requireNonNull(mode, "mode");
         Objects.requireNonNull(notifyMode, "notifyMode");
         Objects.requireNonNull(runtimeDir, "runtimeDir");
+        Objects.requireNonNull(metrics, "metrics");
         cpus = List.copyOf(cpus);
         if (workers < 1) {
             throw new IllegalArgumentException("workers must be >= 1, got " + workers);
         }
+    }
+
+    /** Without a metrics endpoint. */
+    public SwitchSettings(BridgeMode mode, NotifyMode notifyMode, int workers, List<Integer> cpus, int burst,
+                          int macAgingSeconds, int hybridQuietPolls, Path runtimeDir) {
+        this(mode, notifyMode, workers, cpus, burst, macAgingSeconds, hybridQuietPolls, runtimeDir, Optional.empty());
+    }
+
+    /** The same settings with another metrics endpoint (as {@code run --metrics} gives). */
+    public SwitchSettings withMetrics(Optional<MetricsAddress> endpoint) {
+        return new SwitchSettings(mode, notifyMode, workers, cpus, burst, macAgingSeconds, hybridQuietPolls, runtimeDir,
+                endpoint);
     }
 
     /** Every setting at its default, with the runtime directory of the current user. */

@@ -252,6 +252,52 @@ class ConfigErrorsTest {
     }
 
     @Test
+    void metricsPortOutOfRange() {
+        assertEquals("topo.yaml:3: switch.metrics: '70000' is not a port: expected 0..65535 (0 picks a free one)",
+                errorOf("""
+                switch:
+                  mode: learning
+                  metrics: 127.0.0.1:70000
+                ports:
+                  - {name: vm1, socket: /tmp/vswitch/vm1.sock}
+                """));
+    }
+
+    @Test
+    void metricsWithoutPortOrHost() {
+        assertEquals("topo.yaml:2: switch.metrics: 'localhost' has no port (HOST:PORT, e.g. 127.0.0.1:9469)", errorOf("""
+                switch:
+                  metrics: localhost
+                ports:
+                  - {name: vm1, socket: /tmp/vswitch/vm1.sock}
+                """));
+        assertEquals("topo.yaml:2: switch.metrics: ':9469' has no host: use 127.0.0.1 for this machine only, "
+                + "0.0.0.0 for every interface", errorOf("""
+                switch:
+                  metrics: ":9469"
+                ports:
+                  - {name: vm1, socket: /tmp/vswitch/vm1.sock}
+                """));
+    }
+
+    @Test
+    void metricsBadHost() {
+        assertEquals("topo.yaml:2: switch.metrics: 'my host' is not a host name or address (HOST:PORT, e.g. 127.0.0.1:9469)",
+                errorOf("""
+                switch:
+                  metrics: my host:9469
+                ports:
+                  - {name: vm1, socket: /tmp/vswitch/vm1.sock}
+                """));
+        assertEquals("topo.yaml:2: switch.metrics: expected a string, got a list", errorOf("""
+                switch:
+                  metrics: [127.0.0.1, 9469]
+                ports:
+                  - {name: vm1, socket: /tmp/vswitch/vm1.sock}
+                """));
+    }
+
+    @Test
     void vlanOutOfRange() {
         assertEquals("topo.yaml:4: ports[0].vlan: 4095 is out of range 1..4094", errorOf("""
                 ports:

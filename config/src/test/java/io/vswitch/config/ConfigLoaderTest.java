@@ -26,6 +26,7 @@ class ConfigLoaderTest {
                   mac-aging-seconds: 120
                   hybrid-quiet-polls: 500
                   runtime-dir: /run/vswitch
+                  metrics: 127.0.0.1:9469
                 ports:
                   - name: vm1
                     socket: /tmp/vswitch/vm1.sock
@@ -51,7 +52,7 @@ class ConfigLoaderTest {
                 """, "full.yaml");
 
         SwitchSettings settings = new SwitchSettings(BridgeMode.CROSS_CONNECT, NotifyMode.HYBRID, 2, List.of(2, 3, 5),
-                64, 120, 500, Path.of("/run/vswitch"));
+                64, 120, 500, Path.of("/run/vswitch"), Optional.of(new MetricsAddress("127.0.0.1", 9469)));
         PortConfig vm1 = new PortConfig("vm1", Path.of("/tmp/vswitch/vm1.sock"), SocketRole.SERVER, NotifyMode.INTERRUPT,
                 1, 64, new VlanMode.Access(10), 9000, 4, OptionalInt.of(0660), Optional.of("kvm"));
         PortConfig vm2 = new PortConfig("vm2", Path.of("/tmp/vswitch/vm2.sock"), SocketRole.CLIENT, NotifyMode.MONITOR,
@@ -88,6 +89,20 @@ class ConfigLoaderTest {
         assertEquals(1, port.queues());
         assertEquals(VlanMode.UNTAGGED, port.vlan());
         assertEquals(List.of(), config.links());
+    }
+
+    @Test
+    void metricsAddresses() {
+        assertEquals(new MetricsAddress("localhost", 9469), MetricsAddress.parse("localhost:9469"));
+        assertEquals(new MetricsAddress("0.0.0.0", 0), MetricsAddress.parse("0.0.0.0:0"));
+        assertEquals(new MetricsAddress("::1", 9100), MetricsAddress.parse("[::1]:9100"));
+        assertEquals("[::1]:9100", MetricsAddress.parse("[::1]:9100").toString());
+        assertEquals("metrics.example.org:65535", MetricsAddress.parse("metrics.example.org:65535").toString());
+        assertEquals(Optional.empty(), SwitchSettings.defaults().metrics(), "off unless configured");
+        for (String bad : List.of("9469", ":9469", "localhost:", "localhost:65536", "localhost:-1", "localhost:http",
+                "300.1.1.1:9469", "1.2.3:9469", "::1:9469", "[zz]:9469", "under_score:9469", "-lead:9469")) {
+            assertThrows(IllegalArgumentException.class, () -> MetricsAddress.parse(bad), bad);
+        }
     }
 
     @Test

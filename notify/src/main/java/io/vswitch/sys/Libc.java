@@ -46,11 +46,23 @@ public final class Libc {
             Linker.Option.firstVariadicArg(2));
     private static final int F_DUPFD_CLOEXEC = 1030;
     private static final MethodHandle STRERROR = plain("strerror", FunctionDescriptor.of(C_POINTER, C_INT));
+    private static final MethodHandle OPEN = call("open", FunctionDescriptor.of(C_INT, C_POINTER, C_INT, C_INT),
+            Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle FLOCK = call("flock", FunctionDescriptor.of(C_INT, C_INT, C_INT));
+    private static final MethodHandle PWRITE = call("pwrite", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T, C_LONG));
+    private static final MethodHandle FTRUNCATE = call("ftruncate", FunctionDescriptor.of(C_INT, C_INT, C_LONG));
 
     public static final int F_GETFL = 3;
     public static final int F_SETFL = 4;
     public static final int F_GETFD = 1;
     public static final int O_NONBLOCK = 0x800;
+    public static final int O_RDWR = 0x2;
+    public static final int O_CREAT = 0x40;
+    public static final int O_NOFOLLOW = 0x20000;
+    public static final int O_CLOEXEC = 0x80000;
+    public static final int LOCK_EX = 2;
+    public static final int LOCK_NB = 4;
+    public static final int LOCK_UN = 8;
 
     private Libc() {
     }
@@ -162,6 +174,87 @@ public final class Libc {
             return (int) FCNTL.invokeExact(state, fd, F_GETFD, 0) >= 0;
         } catch (Throwable t) {
             throw new AssertionError(t);
+        }
+    }
+
+    /** {@code open(2)}: a new descriptor for {@code path}, owned by the caller. */
+    public static int open(java.nio.file.Path path, int flags, int mode) {
+        MemorySegment state = callState();
+        int fd;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment name = arena.allocateFrom(path.toString());
+            do {
+                fd = (int) OPEN.invokeExact(state, name, flags, mode);
+            } while (fd < 0 && errno(state) == Errno.EINTR);
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+        if (fd < 0) {
+            throw SysCallException.of("open", errno(state), path.toString());
+        }
+        return fd;
+    }
+
+    /**
+     * {@code flock(fd, LOCK_EX | LOCK_NB)}: takes the exclusive BSD lock of the open file, or returns false at once
+     * when another open file description holds it. The lock belongs to this descriptor (and its duplicates), is
+     * released when it is closed or its process dies, and, unlike an fcntl lock, is not dropped when the process
+     * closes some other descriptor of the same file.
+     */
+    public static boolean tryLockExclusive(int fd) {
+        MemorySegment state = callState();
+        int rc;
+        try {
+            do {
+                rc = (int) FLOCK.invokeExact(state, fd, LOCK_EX | LOCK_NB);
+            } while (rc < 0 && errno(state) == Errno.EINTR);
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+        if (rc == 0) {
+            return true;
+        }
+        if (errno(state) == Errno.EAGAIN) {   // EWOULDBLOCK
+            return false;
+        }
+        throw SysCallException.of("flock", errno(state), "fd " + fd);
+    }
+
+    /** Writes all of {@code bytes} at {@code offset} of the file ({@code pwrite(2)}, retried on short writes). */
+    public static void pwriteFully(int fd, byte[] bytes, long offset) {
+        MemorySegment state = callState();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment buffer = arena.allocate(Math.max(1, bytes.length));
+            MemorySegment.copy(bytes, 0, buffer, ValueLayout.JAVA_BYTE, 0, bytes.length);
+            long done = 0;
+            while (done < bytes.length) {
+                long n = (long) PWRITE.invokeExact(state, fd, buffer.asSlice(done), (long) bytes.length - done, offset + done);
+                if (n < 0 && errno(state) == Errno.EINTR) {
+                    continue;
+                }
+                if (n < 0) {
+                    throw SysCallException.of("pwrite", errno(state), "fd " + fd);
+                }
+                done += n;
+            }
+        } catch (SysCallException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /** {@code ftruncate(2)}. */
+    public static void ftruncate(int fd, long length) {
+        MemorySegment state = callState();
+        int rc;
+        try {
+            rc = (int) FTRUNCATE.invokeExact(state, fd, length);
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+        if (rc < 0) {
+            throw SysCallException.of("ftruncate", errno(state), "fd " + fd);
         }
     }
 }

@@ -1,20 +1,31 @@
 package io.vswitch.cli;
 
+import io.vswitch.config.MetricsAddress;
 import io.vswitch.config.PortConfig;
 import io.vswitch.config.SocketRole;
 import io.vswitch.config.SwitchConfig;
 import io.vswitch.config.SwitchSettings;
+import io.vswitch.engine.RuntimeDirInUseException;
 import io.vswitch.engine.Switch;
+import io.vswitch.metrics.MetricsEndpoint;
+import io.vswitch.vhost.SocketInUseException;
+import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.UnknownHostException;
 import java.nio.file.Path;
+import java.util.Optional;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 @Command(name = "run", mixinStandardHelpOptions = true,
         description = {"Runs the switch until SIGINT or SIGTERM.",
-                "Without --config: two server-mode ports vm1 and vm2 in a runtime directory, learning mode."})
+                "Without --config: two server-mode ports vm1 and vm2 in a runtime directory, learning mode.",
+                "One switch per runtime directory: a second one exits 1 naming the running one's pid."})
 final class RunCommand implements Callable<Integer> {
     @Option(names = {"-c", "--config"}, paramLabel = "FILE", description = "YAML topology file")
     Path config;
@@ -22,6 +33,22 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--runtime-dir", paramLabel = "DIR",
             description = "For the default topology: where sockets and the counters file go (default: ${DEFAULT-VALUE})")
     Path runtimeDir = SwitchSettings.defaultRuntimeDir();
+
+    @Option(names = "--metrics", paramLabel = "HOST:PORT", converter = MetricsAddressConverter.class,
+            description = {"Serve Prometheus metrics on http://HOST:PORT/metrics (and /healthz);",
+                    "overrides switch.metrics of the topology. Port 0 picks a free port. Default: off."})
+    MetricsAddress metrics;
+
+    static final class MetricsAddressConverter implements CommandLine.ITypeConverter<MetricsAddress> {
+        @Override
+        public MetricsAddress convert(String value) {
+            try {
+                return MetricsAddress.parse(value);
+            } catch (IllegalArgumentException e) {
+                throw new CommandLine.TypeConversionException(e.getMessage());
+            }
+        }
+    }
 
     @Override
     public Integer call() throws Exception {
@@ -35,26 +62,61 @@ final class RunCommand implements Callable<Integer> {
                 return Main.EXIT_USAGE;
             }
         }
+        if (metrics != null) {
+            topology = topology.withSettings(topology.settings().withMetrics(Optional.of(metrics)));
+        }
         var unsupported = Switch.unsupported(topology);
         if (!unsupported.isEmpty()) {
             unsupported.forEach(System.err::println);
             return Main.EXIT_USAGE;
         }
+        InetAddress metricsHost = null;
+        if (topology.settings().metrics().isPresent()) {
+            MetricsAddress where = topology.settings().metrics().get();
+            try {
+                metricsHost = InetAddress.getByName(where.host());
+            } catch (UnknownHostException e) {
+                System.err.println("vswitch: metrics: unknown host '" + where.host() + "'");
+                return Main.EXIT_USAGE;
+            }
+        }
         CountDownLatch stopped = new CountDownLatch(1);
         Switch sw;
         try {
             sw = Switch.start(topology);
+        } catch (RuntimeDirInUseException | SocketInUseException e) {
+            System.err.println("vswitch: " + e.getMessage());
+            return Main.EXIT_FAILURE;
         } catch (RuntimeException e) {
             System.err.println("vswitch: cannot start: " + e.getMessage());
             return Main.EXIT_FAILURE;
+        }
+        AtomicBoolean running = new AtomicBoolean(true);
+        MetricsEndpoint endpoint = null;
+        if (metricsHost != null) {
+            MetricsAddress where = topology.settings().metrics().get();
+            try {
+                endpoint = MetricsEndpoint.start(metricsHost, where.port(), sw.countersPath(), running::get);
+            } catch (IOException e) {
+                System.err.println("vswitch: cannot serve metrics on " + where + ": " + e.getMessage());
+                sw.close();
+                return Main.EXIT_FAILURE;
+            }
         }
         // SIGTERM and SIGINT are a request to stop: close ports (guests see link down), remove sockets, exit 0
         for (String signal : new String[] {"TERM", "INT"}) {
             sun.misc.Signal.handle(new sun.misc.Signal(signal), s -> stopped.countDown());
         }
+        if (endpoint != null) {
+            System.out.println("vswitch: metrics on " + endpoint.url() + "/metrics, health on " + endpoint.url() + "/healthz");
+        }
         printAttachInstructions(topology, sw);
         stopped.await();
         System.out.println("vswitch: shutting down");
+        running.set(false);
+        if (endpoint != null) {
+            endpoint.close();
+        }
         sw.close();
         System.out.println("vswitch: stopped");
         return Main.EXIT_OK;

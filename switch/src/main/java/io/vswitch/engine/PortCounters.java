@@ -26,6 +26,8 @@ final class PortCounters implements AutoCloseable {
     final AtomicCounter macsLearned;
     final AtomicCounter macMoves;
     final AtomicCounter linkUp;
+    /** MAC table entries held by the port (what mac-limit bounds), mirrored by housekeeping, never by a worker. */
+    final AtomicCounter macs;
 
     PortCounters(CountersFile file, String port) {
         rxPackets = file.newCounter("port", port, "rx_packets");
@@ -46,13 +48,14 @@ final class PortCounters implements AutoCloseable {
         macsLearned = file.newCounter("port", port, "macs_learned");
         macMoves = file.newCounter("port", port, "mac_moves");
         linkUp = file.newCounter("port", port, "link_up");
+        macs = file.newCounter("port", port, "macs");
     }
 
     @Override
     public void close() {
         for (AtomicCounter c : new AtomicCounter[] {rxPackets, rxBytes, txPackets, txBytes, dropRxRingFull,
                 dropNoBuffers, dropPortDown, dropInvalid, dropOverMtu, dropVlan, notifications, kicks, queueFaults,
-                connections, protocolErrors, macsLearned, macMoves, linkUp}) {
+                connections, protocolErrors, macsLearned, macMoves, linkUp, macs}) {
             c.close();
         }
     }

@@ -11,9 +11,11 @@ import io.vswitch.config.VlanMode;
 import io.vswitch.rings.PacketBufferPool;
 import io.vswitch.rings.SpscLongRing;
 import io.vswitch.sys.Affinity;
+import io.vswitch.vhost.SocketInUseException;
 import io.vswitch.vhost.VhostUserPort;
 import io.vswitch.vhost.os.MappedMemory;
 import io.vswitch.vhost.os.SharedMemory;
+import io.vswitch.vhost.os.UnixSocket;
 import io.vswitch.vhost.virtio.VirtQueue;
 import org.agrona.concurrent.AgentRunner;
 import org.agrona.concurrent.status.AtomicCounter;
@@ -38,7 +40,8 @@ import java.util.concurrent.TimeUnit;
 /**
  * A running switch built from a {@link SwitchConfig}: its ports (each a vhost-user socket with its own
  * control thread), its workers (Agrona agents on their own threads), the counters file, and a housekeeping
- * task that mirrors control-plane counters into it.
+ * task that mirrors control-plane counters into it. It holds its runtime directory's {@link InstanceLock}
+ * from start to close: one switch per directory.
  */
 public final class Switch implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger("vswitch");
@@ -46,15 +49,19 @@ public final class Switch implements AutoCloseable {
     private static final int POOL_BUFFERS = 4096;
 
     private final SwitchConfig config;
+    private final InstanceLock lock;
     private final CountersFile counters;
+    /** The learning bridge's table (null in cross-connect mode), read by housekeeping for the per-port MAC gauge. */
+    private MacTable macTable;
     private final List<SwitchPort> ports = new ArrayList<>();
     private final List<Worker> workers = new ArrayList<>();
     private final List<AgentRunner> runners = new ArrayList<>();
     private final List<MappedMemory> poolMemory = new ArrayList<>();
     private final ScheduledExecutorService housekeeping;
 
-    private Switch(SwitchConfig config, CountersFile counters) {
+    private Switch(SwitchConfig config, InstanceLock lock, CountersFile counters) {
         this.config = config;
+        this.lock = lock;
         this.counters = counters;
         this.housekeeping = Executors.newSingleThreadScheduledExecutor(r -> {
             Thread t = new Thread(r, "vswitch-housekeeping");
@@ -111,10 +118,21 @@ public final class Switch implements AutoCloseable {
             throw new IllegalArgumentException(String.join("\n", problems));
         }
         SwitchSettings settings = config.settings();
-        Files.createDirectories(settings.runtimeDir());
-        CountersFile counters = CountersFile.create(settings.runtimeDir().resolve(CountersFile.FILE_NAME),
-                64 + config.ports().size() * 24 + settings.workers() * 4);
-        Switch sw = new Switch(config, counters);
+        // Nothing of another switch's is touched before both checks pass: the runtime directory's lock, then
+        // every server socket path (which may lie outside the directory, and so be served by a switch with
+        // another directory). A free lock means the previous owner is gone: its counters file is replaced and
+        // its sockets, which nobody listens on any more, are removed when the ports bind.
+        InstanceLock lock = InstanceLock.acquire(settings.runtimeDir());
+        CountersFile counters;
+        try {
+            refuseServedSockets(config);
+            counters = CountersFile.create(settings.runtimeDir().resolve(CountersFile.FILE_NAME),
+                    64 + config.ports().size() * 24 + settings.workers() * 4);
+        } catch (RuntimeException | IOException e) {
+            lock.close();
+            throw e;
+        }
+        Switch sw = new Switch(config, lock, counters);
         try {
             sw.build();
         } catch (RuntimeException | IOException e) {
@@ -124,11 +142,23 @@ public final class Switch implements AutoCloseable {
         return sw;
     }
 
+    /** Throws {@link SocketInUseException} for the first server socket path on which a live process listens. */
+    private static void refuseServedSockets(SwitchConfig config) {
+        for (PortConfig p : config.ports()) {
+            if (p.role() == SocketRole.SERVER && Files.exists(p.socket(), java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                var listener = UnixSocket.probeListener(p.socket());
+                if (listener.isPresent()) {
+                    throw new SocketInUseException(p.socket(), listener.get());
+                }
+            }
+        }
+    }
+
     private void build() throws IOException {
         SwitchSettings settings = config.settings();
         boolean learning = settings.mode() == BridgeMode.LEARNING;
         int[] macLimits = config.ports().stream().mapToInt(PortConfig::macLimit).toArray();
-        MacTable macTable = learning ? new MacTable(Math.max(4096, 4 * sum(macLimits)),
+        macTable = learning ? new MacTable(Math.max(4096, 4 * sum(macLimits)),
                 settings.macAgingSeconds() * 1000L, macLimits) : null;
 
         SwitchPort[] all = new SwitchPort[config.ports().size()];
@@ -270,6 +300,9 @@ public final class Switch implements AutoCloseable {
                 set(port.counters.notifications, rx.callsSent + tx.callsSent);
                 set(port.counters.connections, port.vhost.counters().connections);
                 set(port.counters.protocolErrors, port.vhost.counters().protocolErrors + port.vhost.counters().refusedMessages);
+                if (macTable != null) {
+                    set(port.counters.macs, macTable.learnedOn(port.index));
+                }
             }
         } catch (RuntimeException e) {
             LOG.log(Level.WARNING, "housekeeping: {0}", e.toString());
@@ -311,6 +344,7 @@ public final class Switch implements AutoCloseable {
             m.close();
         }
         counters.close();
+        lock.close();
     }
 
     /** Sets the worker's thread name and CPU before it starts polling. */

@@ -79,16 +79,33 @@ public final class VhostUserPort implements AutoCloseable {
         return connected;
     }
 
-    private void removeStaleSocket() {
+    /**
+     * Throws {@link SocketInUseException} when a live process listens on {@code path}; removes a socket file that
+     * nobody listens on any more (its process is gone). Never removes anything that is not a socket.
+     */
+    public static void removeStaleSocket(Path path) {
         try {
-            if (Files.exists(socketPath, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
-                BasicFileAttributes attrs = Files.readAttributes(socketPath, BasicFileAttributes.class,
+            if (Files.exists(path, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                BasicFileAttributes attrs = Files.readAttributes(path, BasicFileAttributes.class,
                         java.nio.file.LinkOption.NOFOLLOW_LINKS);
                 if (!attrs.isOther()) {
-                    throw new IllegalStateException(socketPath + " exists and is not a socket; refusing to remove it");
+                    throw new IllegalStateException(path + " exists and is not a socket; refusing to remove it");
                 }
-                Files.delete(socketPath);
+                var listener = UnixSocket.probeListener(path);
+                if (listener.isPresent()) {
+                    throw new SocketInUseException(path, listener.get());
+                }
+                Files.deleteIfExists(path);
+                LOG.log(Level.INFO, "removed stale socket {0} (nobody listened on it)", path);
             }
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot remove stale socket " + path + ": " + e.getMessage(), e);
+        }
+    }
+
+    private void removeStaleSocket() {
+        removeStaleSocket(socketPath);
+        try {
             Path parent = socketPath.toAbsolutePath().getParent();
             if (parent != null) {
                 Files.createDirectories(parent);

@@ -13,6 +13,7 @@ import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.util.Optional;
 
 import static io.vswitch.sys.Libc.C_INT;
 import static io.vswitch.sys.Libc.C_LONG;
@@ -72,6 +73,12 @@ public final class UnixSocket implements AutoCloseable {
     private static final MethodHandle SENDMSG = Libc.call("sendmsg", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_INT));
     private static final MethodHandle RECVMSG = Libc.call("recvmsg", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_INT));
     private static final MethodHandle SHUTDOWN = Libc.call("shutdown", FunctionDescriptor.of(C_INT, C_INT, C_INT));
+    private static final MethodHandle GETSOCKOPT = Libc.call("getsockopt",
+            FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT, C_POINTER, C_POINTER));
+    private static final int SOCK_NONBLOCK = 0x800;
+    private static final int SO_PEERCRED = 17;
+    /** struct ucred { pid_t pid; uid_t uid; gid_t gid; } */
+    private static final int UCRED_SIZE = 12;
     private static final MethodHandle SOCKETPAIR = Libc.call("socketpair", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT, C_POINTER));
 
     private final int fd;
@@ -129,6 +136,63 @@ public final class UnixSocket implements AutoCloseable {
         } catch (Throwable t) {
             Libc.closeQuietly(fd);
             throw new AssertionError(t);
+        }
+    }
+
+    /** A process that listens on a socket path; {@code pid} is 0 when its backlog was full, so it was not asked. */
+    public record Listener(long pid) {
+        public String describe() {
+            return pid > 0 ? "pid " + pid : "pid unknown";
+        }
+    }
+
+    /**
+     * Asks whether a process listens on {@code path}, without waiting: connects (non-blocking) and, if that
+     * succeeds, reads the listener's pid from the connection ({@code SO_PEERCRED}, which Linux fills in from the
+     * process that called {@code listen}), then closes it. The listener sees a connection that ends before its
+     * first byte. Empty when nobody listens: no file ({@code ENOENT}), or a socket file left by a process that is
+     * gone ({@code ECONNREFUSED}), which the caller may remove.
+     *
+     * @throws SysCallException for any other failure, e.g. {@code EACCES}: then nobody can tell
+     */
+    public static Optional<Listener> probeListener(Path path) {
+        MemorySegment state = Libc.callState();
+        int fd;
+        try {
+            fd = (int) SOCKET.invokeExact(state, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+        if (fd < 0) {
+            throw SysCallException.of("socket", Libc.errno(state));
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment addr = sockaddr(arena, path);
+            int rc;
+            do {
+                rc = (int) CONNECT.invokeExact(state, fd, addr, SOCKADDR_UN_SIZE);
+            } while (rc < 0 && Libc.errno(state) == Errno.EINTR);
+            if (rc < 0) {
+                int errno = Libc.errno(state);
+                return switch (errno) {
+                    case Errno.ECONNREFUSED, Errno.ENOENT -> Optional.empty();
+                    case Errno.EAGAIN -> Optional.of(new Listener(0));   // listening, backlog full
+                    default -> throw SysCallException.of("connect", errno, path.toString());
+                };
+            }
+            MemorySegment cred = arena.allocate(UCRED_SIZE, 4);
+            MemorySegment length = arena.allocate(ValueLayout.JAVA_INT);
+            length.set(ValueLayout.JAVA_INT, 0, UCRED_SIZE);
+            if ((int) GETSOCKOPT.invokeExact(state, fd, SOL_SOCKET, SO_PEERCRED, cred, length) < 0) {
+                return Optional.of(new Listener(0));
+            }
+            return Optional.of(new Listener(Integer.toUnsignedLong(cred.get(ValueLayout.JAVA_INT, 0))));
+        } catch (RuntimeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        } finally {
+            Libc.closeQuietly(fd);
         }
     }
 
