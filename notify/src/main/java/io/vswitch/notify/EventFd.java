@@ -8,6 +8,8 @@ import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
 
 import static io.vswitch.sys.Libc.C_INT;
 import static io.vswitch.sys.Libc.C_LONG;
@@ -19,6 +21,18 @@ import static io.vswitch.sys.Libc.C_SIZE_T;
  *
  * <p>Always non-blocking. A descriptor received from a frontend is {@link #adopt adopted}: it is switched to
  * non-blocking so that a hostile peer handing over a pipe or a blocking fd can never stall a worker.
+ *
+ * <p>Once closed, {@link #signal} and {@link #drain} do nothing: no system call is made with the old number,
+ * which the kernel hands out again to the next descriptor anyone opens (eight bytes written into somebody
+ * else's pipe, socket or eventfd would be a silent corruption). The number is kept in one volatile field that
+ * {@link #close} sets to -1 before closing, and each operation reads it exactly once, so an operation that
+ * starts after {@code close()} returned cannot reach the old number.
+ *
+ * <p>What this cannot exclude on its own is an operation that read the number just before a concurrent
+ * {@code close()} and makes its system call just after the number was reused. Closing therefore follows the
+ * switch's grace-period contract: an eventfd a worker may use is closed only after the worker has passed a
+ * quiescent point since it was unpublished (see {@code VirtioNetDevice} and {@code Quiescence}), so no
+ * operation on it is in flight when {@code close()} runs.
  */
 public final class EventFd implements AutoCloseable {
     public static final int EFD_CLOEXEC = 0x80000;
@@ -30,11 +44,26 @@ public final class EventFd implements AutoCloseable {
     private static final MethodHandle READ = Libc.call("read", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
     private static final MethodHandle WRITE = Libc.call("write", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
 
-    private final int fd;
-    private volatile boolean closed;
+    private static final VarHandle FD;
+
+    static {
+        try {
+            FD = MethodHandles.lookup().findVarHandle(EventFd.class, "fd", int.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
+
+    private static final int CLOSED = -1;
+
+    /** The descriptor, or {@link #CLOSED}: read once per operation (see the class comment). */
+    private volatile int fd;
+    /** The number it had, for messages only: never used for a system call. */
+    private final int number;
 
     private EventFd(int fd) {
         this.fd = fd;
+        this.number = fd;
     }
 
     /** A new eventfd with counter 0. */
@@ -75,7 +104,11 @@ public final class EventFd implements AutoCloseable {
 
     /** An independent descriptor for the same eventfd, owned by the caller: safe to use after this one closes. */
     public EventFd duplicate() {
-        return new EventFd(Libc.dup(fd));
+        int f = fd;
+        if (f == CLOSED) {
+            throw new IllegalStateException("eventfd " + number + " is closed");
+        }
+        return new EventFd(Libc.dup(f));
     }
 
     /** What the kernel says {@code fd} is, e.g. {@code anon_inode:[eventfd]} or {@code socket:[1234]}. */
@@ -87,34 +120,44 @@ public final class EventFd implements AutoCloseable {
         }
     }
 
+    /** The descriptor number, or -1 once closed. */
     public int fd() {
         return fd;
     }
 
     /**
-     * Adds one to the counter, waking any waiter. Returns false when the write did not happen: the counter is
-     * saturated (the peer is not reading, so it is already signalled) or the peer's fd is not writable.
+     * Adds one to the counter, waking any waiter. Returns false when the write did not happen: the eventfd is
+     * closed (no system call is made), the counter is saturated (the peer is not reading, so it is already
+     * signalled) or the peer's fd is not writable.
      */
     public boolean signal() {
+        final int f = fd;
+        if (f == CLOSED) {
+            return false;
+        }
         MemorySegment state = Libc.callState();
         MemorySegment value = Libc.scratch();
         value.set(ValueLayout.JAVA_LONG, 0, 1L);
         long written;
         try {
-            written = (long) WRITE.invokeExact(state, fd, value, 8L);
+            written = (long) WRITE.invokeExact(state, f, value, 8L);
         } catch (Throwable t) {
             throw new AssertionError(t);
         }
         return written == 8;
     }
 
-    /** Reads and resets the counter; 0 when nothing was signalled since the last drain. */
+    /** Reads and resets the counter; 0 when nothing was signalled since the last drain, or when closed (no system call). */
     public long drain() {
+        final int f = fd;
+        if (f == CLOSED) {
+            return 0;
+        }
         MemorySegment state = Libc.callState();
         MemorySegment value = Libc.scratch();
         long read;
         try {
-            read = (long) READ.invokeExact(state, fd, value, 8L);
+            read = (long) READ.invokeExact(state, f, value, 8L);
         } catch (Throwable t) {
             throw new AssertionError(t);
         }
@@ -132,19 +175,23 @@ public final class EventFd implements AutoCloseable {
     }
 
     public boolean isClosed() {
-        return closed;
+        return fd == CLOSED;
     }
 
+    /**
+     * Closes the descriptor; later operations on this object do nothing. Idempotent and safe to race with
+     * itself: exactly one caller closes. See the class comment for what must hold about concurrent users.
+     */
     @Override
     public void close() {
-        if (!closed) {
-            closed = true;
-            Libc.closeQuietly(fd);
+        int f = (int) FD.getAndSet(this, CLOSED);
+        if (f != CLOSED) {
+            Libc.closeQuietly(f);
         }
     }
 
     @Override
     public String toString() {
-        return "EventFd[" + fd + (closed ? ", closed]" : "]");
+        return "EventFd[" + number + (isClosed() ? ", closed]" : "]");
     }
 }

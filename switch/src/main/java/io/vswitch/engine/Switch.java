@@ -18,6 +18,7 @@ import io.vswitch.vhost.os.SharedMemory;
 import io.vswitch.vhost.os.UnixSocket;
 import io.vswitch.vhost.virtio.VirtQueue;
 import org.agrona.concurrent.AgentRunner;
+import org.agrona.concurrent.ManyToOneConcurrentArrayQueue;
 import org.agrona.concurrent.status.AtomicCounter;
 
 import java.io.IOException;
@@ -36,17 +37,23 @@ import java.util.Set;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
 
 /**
  * A running switch built from a {@link SwitchConfig}: its ports (each a vhost-user socket with its own
  * control thread), its workers (Agrona agents on their own threads), the counters file, and a housekeeping
- * task that mirrors control-plane counters into it. It holds its runtime directory's {@link InstanceLock}
- * from start to close: one switch per directory.
+ * thread that mirrors control-plane counters into it and does the control-plane work workers must not do:
+ * acting on the faults they raise on devices (log, signal the error eventfd, stop the device) and logging
+ * their errors. A worker only sets a flag or offers to a lock-free queue; it never logs and never waits.
+ * It holds its runtime directory's {@link InstanceLock} from start to close: one switch per directory.
  */
 public final class Switch implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger("vswitch");
     /** Buffers per worker for frames that cross workers. */
     private static final int POOL_BUFFERS = 4096;
+    /** How often housekeeping looks for what workers raised: the delay before a queue fault is reported. */
+    static final long RAISED_POLL_MILLIS = 10;
 
     private final SwitchConfig config;
     private final InstanceLock lock;
@@ -58,6 +65,9 @@ public final class Switch implements AutoCloseable {
     private final List<AgentRunner> runners = new ArrayList<>();
     private final List<MappedMemory> poolMemory = new ArrayList<>();
     private final ScheduledExecutorService housekeeping;
+    /** Errors thrown on worker threads, logged by housekeeping (the worker thread must not log). */
+    private final ManyToOneConcurrentArrayQueue<Throwable> workerErrors = new ManyToOneConcurrentArrayQueue<>(64);
+    private final AtomicLong workerErrorsLost = new AtomicLong();
 
     private Switch(SwitchConfig config, InstanceLock lock, CountersFile counters) {
         this.config = config;
@@ -204,7 +214,7 @@ public final class Switch implements AutoCloseable {
         for (SwitchPort port : all) {
             Worker owner = workers.get(port.worker);
             owner.addPort(port);
-            port.device.setQuiescence(owner::awaitQuiescence);
+            port.device.setQuiescence(owner.epoch());
             port.device.addStateListener(owner::wake);
             port.device.setAnnouncer(mac -> {
                 if (!owner.announce(port, mac)) {
@@ -222,11 +232,13 @@ public final class Switch implements AutoCloseable {
         for (Worker worker : workers) {
             int cpu = settings.cpus().isEmpty() ? -1 : settings.cpus().get(worker.id() % settings.cpus().size());
             AgentRunner runner = new AgentRunner(worker.idleStrategy(), this::onWorkerError, null,
-                    new PinnedAgent(worker, cpu));
+                    new PinnedAgent(worker, cpu, this::onWorkerError));
             runners.add(runner);
             AgentRunner.startOnThread(runner);
         }
         housekeeping.scheduleAtFixedRate(this::mirrorControlCounters, 100, 250, TimeUnit.MILLISECONDS);
+        housekeeping.scheduleWithFixedDelay(this::handleWorkerReports, RAISED_POLL_MILLIS, RAISED_POLL_MILLIS,
+                TimeUnit.MILLISECONDS);
         LOG.log(Level.INFO, "vswitch up: {0} mode, {1} port(s), {2} worker(s), notify {3}, counters in {4}",
                 settings.mode().name().toLowerCase().replace('_', '-'), all.length, n,
                 settings.notifyMode().name().toLowerCase(), counters.path());
@@ -288,8 +300,40 @@ public final class Switch implements AutoCloseable {
         return set;
     }
 
+    /** On a worker thread (Agrona's error handler): hands the error to housekeeping, lock-free, and goes on. */
     private void onWorkerError(Throwable t) {
-        LOG.log(Level.ERROR, "worker error (the worker keeps running)", t);
+        if (!workerErrors.offer(t)) {
+            workerErrorsLost.incrementAndGet();
+        }
+    }
+
+    /**
+     * On the housekeeping thread: acts on what workers raised on devices (each device serializes this with its
+     * port's control thread) and logs the errors workers handed over.
+     */
+    private void handleWorkerReports() {
+        for (SwitchPort port : ports) {
+            try {
+                port.device.handleRaised();
+            } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, "port {0}: handling a fault its worker raised: {1}", port.name, e.toString());
+            }
+        }
+        logWorkerErrors();
+    }
+
+    private void logWorkerErrors() {
+        workerErrors.drain(t -> {
+            if (t instanceof WorkerWarning) {
+                LOG.log(Level.WARNING, t.getMessage());
+            } else {
+                LOG.log(Level.ERROR, "worker error (the worker keeps running)", t);
+            }
+        });
+        long lost = workerErrorsLost.getAndSet(0);
+        if (lost > 0) {
+            LOG.log(Level.ERROR, "{0} more worker error(s) not logged (too many at once)", lost);
+        }
     }
 
     private void mirrorControlCounters() {
@@ -340,6 +384,7 @@ public final class Switch implements AutoCloseable {
         for (AgentRunner runner : runners) {
             runner.close();
         }
+        logWorkerErrors();   // what the workers reported since housekeeping's last run
         for (MappedMemory m : poolMemory) {
             m.close();
         }
@@ -347,15 +392,24 @@ public final class Switch implements AutoCloseable {
         lock.close();
     }
 
+    /** Something a worker wants logged as a warning, without a stack trace. */
+    private static final class WorkerWarning extends RuntimeException {
+        WorkerWarning(String message) {
+            super(message, null, false, false);
+        }
+    }
+
     /** Sets the worker's thread name and CPU before it starts polling. */
-    private record PinnedAgent(Worker worker, int cpu) implements org.agrona.concurrent.Agent {
+    private record PinnedAgent(Worker worker, int cpu, Consumer<Throwable> errors) implements org.agrona.concurrent.Agent {
         @Override
         public void onStart() {
+            worker.onStart();
             if (cpu >= 0) {
                 try {
                     Affinity.pinCurrentThread(cpu);
                 } catch (RuntimeException e) {
-                    LOG.log(Level.WARNING, "worker {0}: cannot pin to cpu {1}: {2}", worker.id(), cpu, e.getMessage());
+                    errors.accept(new WorkerWarning("worker " + worker.id() + ": cannot pin to cpu " + cpu + ": "
+                            + e.getMessage()));
                 }
             }
         }

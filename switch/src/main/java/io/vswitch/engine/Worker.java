@@ -6,6 +6,7 @@ import io.vswitch.notify.EventFd;
 import io.vswitch.rings.PacketBufferPool;
 import io.vswitch.rings.SpscLongRing;
 import io.vswitch.vhost.net.VirtioNetDevice;
+import io.vswitch.vhost.net.WorkerEpoch;
 import io.vswitch.vhost.virtio.PacketBatch;
 import io.vswitch.vhost.virtio.VirtQueue;
 import org.agrona.concurrent.Agent;
@@ -17,7 +18,6 @@ import org.agrona.concurrent.status.AtomicCounter;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 
 /**
@@ -27,7 +27,12 @@ import java.lang.invoke.VarHandle;
  * <p>Frames for ports of another worker are copied into a buffer of this worker's pool and handed over on
  * an SPSC ring; the other worker copies them into its guest and hands the buffer back on a return ring.
  * Control threads never touch the worker's state: they queue commands, and wait for a grace period
- * ({@link #awaitQuiescence()}) before freeing anything the worker might still be reading.
+ * (the worker's {@link WorkerEpoch}) before freeing anything the worker might still be reading.
+ *
+ * <p>The worker runs no control-plane code in return: it never logs, never stops or breaks a device and never
+ * waits for anyone. What it finds wrong with a device it raises on the device ({@link
+ * VirtioNetDevice#raiseQueueFault()}, {@link VirtioNetDevice#raiseBroken}: a flag, lock-free and without
+ * allocation) for a control thread to act on.
  */
 final class Worker implements Agent {
     /** Cross-worker buffer header: frame length, destination port (-1: flood), source port. */
@@ -41,16 +46,6 @@ final class Worker implements Agent {
     static final int ETH_P_8021Q = 0x8100;
     static final int TAG_SIZE = 4;
     static final int FLOOD = -1;
-
-    private static final VarHandle EPOCH;
-
-    static {
-        try {
-            EPOCH = MethodHandles.lookup().findVarHandle(Worker.class, "epoch", long.class);
-        } catch (ReflectiveOperationException e) {
-            throw new ExceptionInInitializerError(e);
-        }
-    }
 
     private final int id;
     private final boolean learning;
@@ -86,9 +81,8 @@ final class Worker implements Agent {
     private int announcements;
     private final PacketBatch announceBatch = new PacketBatch(1);
 
-    /** Odd while inside the data path; see {@link #awaitQuiescence()}. */
-    @SuppressWarnings("unused")
-    private volatile long epoch;
+    /** Odd while inside the data path; what control threads wait on before they free anything. */
+    private final WorkerEpoch epoch;
     private volatile boolean running = true;
 
     // notification: how the worker waits when there is nothing to do
@@ -109,6 +103,7 @@ final class Worker implements Agent {
     Worker(int id, boolean learning, MacTable macTable, SwitchPort[] allPorts, int burst, PacketBufferPool pool,
            int workers, CountersFile counters, NotifyMode mode, int quietPolls) {
         this.id = id;
+        this.epoch = new WorkerEpoch("worker " + id);
         this.mode = mode;
         this.quietPolls = Math.max(1, quietPolls);
         boolean sleepsOnKicks = mode == NotifyMode.INTERRUPT || mode == NotifyMode.HYBRID;
@@ -193,7 +188,7 @@ final class Worker implements Agent {
      * worker's own wake-up eventfd. Hybrid mode then goes back to polling with kicks suppressed.
      */
     private void sleepUntilKicked() {
-        advanceEpoch();
+        epoch.enter();
         boolean pending;
         boolean napOnly = false;
         try {
@@ -213,12 +208,12 @@ final class Worker implements Agent {
                 pending |= ring != null && !ring.isEmpty();
             }
         } finally {
-            advanceEpoch();
+            epoch.leave();
         }
         if (!pending) {
             sleeps.incrementRelease();
             int ready = epoll.await(napOnly ? 1 : maxSleepMillis);
-            advanceEpoch();
+            epoch.enter();
             try {
                 for (int i = 0; i < ready; i++) {
                     long data = epoll.data(i);
@@ -235,13 +230,13 @@ final class Worker implements Agent {
                     }
                 }
             } finally {
-                advanceEpoch();
+                epoch.leave();
             }
             wakeups.incrementRelease();
         }
         sleeping = false;
         if (mode == NotifyMode.HYBRID) {
-            advanceEpoch();
+            epoch.enter();
             try {
                 for (SwitchPort port : ports) {
                     if (port.kick != null && port.device.isRunning()) {
@@ -249,7 +244,7 @@ final class Worker implements Agent {
                     }
                 }
             } finally {
-                advanceEpoch();
+                epoch.leave();
             }
         }
     }
@@ -296,29 +291,18 @@ final class Worker implements Agent {
     }
 
     /**
-     * Returns once the worker cannot be using anything unpublished before the call: it is outside the data
-     * path now, or has begun a new pass since.
+     * The epoch that is odd while the worker may touch devices' rings and memory, even while it cannot
+     * (between passes, asleep in epoll_wait): the devices' {@code Quiescence}. Its {@code await()} returns once
+     * the worker cannot be using anything unpublished before the call, and never gives up (see {@link WorkerEpoch}).
      */
-    void awaitQuiescence() {
-        long seen = epoch;
-        if ((seen & 1) == 0 || !running || Thread.currentThread().getName().equals(roleName())) {
-            return;
-        }
-        long deadline = System.nanoTime() + 1_000_000_000L;
-        while (epoch == seen && running) {
-            if (System.nanoTime() > deadline) {
-                throw new IllegalStateException("worker " + id + " did not reach a quiescent point within 1 s");
-            }
-            Thread.onSpinWait();
-        }
+    WorkerEpoch epoch() {
+        return epoch;
     }
 
-    /**
-     * Odd while the worker may touch devices' rings and memory, even while it cannot (between passes,
-     * asleep in epoll_wait). Called on entering and leaving each such window; see {@link #awaitQuiescence()}.
-     */
-    private void advanceEpoch() {
-        EPOCH.setVolatile(this, epoch + 1);
+    /** On the worker thread, before the first pass: the epoch learns which thread the worker is. */
+    @Override
+    public void onStart() {
+        epoch.bindToCurrentThread();
     }
 
     @Override
@@ -334,16 +318,17 @@ final class Worker implements Agent {
             epoll.close();
             wakeup.close();
         }
+        epoch.markStopped();
     }
 
     @Override
     public int doWork() {
         int work = commands.drain(Runnable::run);
-        advanceEpoch();
+        epoch.enter();
         try {
             work += pass();
         } finally {
-            advanceEpoch();
+            epoch.leave();
         }
         if (work > 0) {
             busyLoops.incrementRelease();
@@ -405,7 +390,17 @@ final class Worker implements Agent {
             VirtQueue tx = device.txQueue();
             int n = tx.dequeueBurst(b);
             if (n > 0) {
-                forward(port, b, n);
+                try {
+                    forward(port, b, n);
+                } catch (RuntimeException e) {
+                    if (b.isReadable()) {
+                        throw e;   // not the guest's memory: a bug of ours, for the error handler
+                    }
+                    // The burst lives in this guest's memory, which is gone (destination queues handle their
+                    // own memory failures and rethrow only the source's). The fault is this guest's: its
+                    // queue stops, the rest of the burst is not read, the destinations stay healthy.
+                    tx.failMemoryGone(e);
+                }
                 work += n;
             }
             int invalid = b.droppedCount();
@@ -418,7 +413,7 @@ final class Worker implements Agent {
                 if (!port.faultReported) {
                     port.faultReported = true;   // once per fault, not once per pass while it lasts
                     port.counters.queueFaults.incrementRelease();
-                    device.reportFault();
+                    device.raiseQueueFault();   // a control thread logs it and tells the frontend
                 }
             } else {
                 port.faultReported = false;
@@ -449,13 +444,20 @@ final class Worker implements Agent {
         port.device.rxQueue().setKicksWanted(false);
         port.device.txQueue().setKicksWanted(mode == NotifyMode.INTERRUPT);
         if (epoll != null) {
+            EventFd kick = null;
             try {
-                port.kick = port.device.duplicateTxKick();
-                if (port.kick != null) {
-                    epoll.add(port.kick.fd(), Epoll.EPOLLIN | Epoll.EPOLLET, port.localIndex);
+                kick = port.device.duplicateTxKick();
+                if (kick != null) {
+                    epoll.add(kick.fd(), Epoll.EPOLLIN | Epoll.EPOLLET, port.localIndex);
                 }
+                port.kick = kick;
             } catch (RuntimeException e) {
-                port.device.markBroken("cannot watch the kick eventfd: " + e.getMessage());
+                if (kick != null) {
+                    kick.close();
+                }
+                // not ours to stop the device (control threads own that state): raise it. Until a control
+                // thread has stopped it the port has no kick, so the worker naps rather than sleeps.
+                port.device.raiseBroken("cannot watch the kick eventfd: " + e.getMessage());
             }
         }
         port.counters.linkUp.setRelease(1);
@@ -646,7 +648,12 @@ final class Worker implements Agent {
         memory.set(ValueLayout.JAVA_INT, at + META_DESTINATION, dstIndex);
         memory.set(ValueLayout.JAVA_INT, at + META_SOURCE, src.index);
         memory.set(ValueLayout.JAVA_INT, at + META_VLAN, vlan | (tagged ? META_TAGGED : 0));
-        b.copyFrame(frame, memory, at + META_SIZE);
+        try {
+            b.copyFrame(frame, memory, at + META_SIZE);   // reads the source guest's memory: may fail
+        } catch (RuntimeException e) {
+            pool.release(handle);   // not staged: give it back, then let pass() attribute the failure
+            throw e;
+        }
         staged[worker][stagedCount[worker]++] = handle;
     }
 

@@ -8,6 +8,8 @@ import io.vswitch.vhost.protocol.Features;
 import io.vswitch.vhost.virtio.VirtQueue;
 
 import java.lang.System.Logger.Level;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
@@ -17,6 +19,16 @@ import java.util.function.Consumer;
  * guest memory it shared. The control thread changes it through the methods here; the worker sees it only
  * while {@link #isRunning()}, and every change that could pull memory or a queue from under the worker
  * first stops the data path and waits for {@link Quiescence}.
+ *
+ * <p>Threads. Control methods are {@code synchronized} on the device: the port's control thread (the
+ * vhost-user session) and the switch's housekeeping thread (acting on what a worker raised) both call them,
+ * one at a time. The worker never takes that lock, never waits and never calls them: it reads what is
+ * published to it ({@link #isRunning()}, the queues) and reports trouble with {@link #raiseQueueFault()} and
+ * {@link #raiseBroken}, which only set a flag for {@link #handleRaised()} on a control thread.
+ *
+ * <p>Grace periods. An eventfd the worker may be signalling (call, err) is never closed as it is replaced:
+ * it is retired, and {@link #releaseRetired()} closes it after a grace period. Guest memory and kick
+ * eventfds are released only while the data path is stopped, after {@link #stop()} waited for quiescence.
  *
  * <p>Queue numbering is virtio-net's: 0 is the guest's receive queue (we enqueue), 1 its transmit queue
  * (we dequeue).
@@ -44,6 +56,26 @@ public final class VirtioNetDevice {
     /** The frontend's dirty-page log (SET_LOG_BASE), written while VHOST_F_LOG_ALL is negotiated. */
     private DirtyLog dirtyLog;
     private volatile Consumer<byte[]> announcer = mac -> { };
+    /** Replaced eventfds the worker may still be signalling: closed by {@link #releaseRetired()} after a grace period. */
+    private final List<EventFd> retired = new ArrayList<>();
+
+    // what the worker raised for a control thread to act on (see handleRaised)
+    private static final VarHandle RAISED;
+    private static final int RAISED_QUEUE_FAULT = 1;
+    private static final int RAISED_BROKEN = 2;
+
+    static {
+        try {
+            RAISED = MethodHandles.lookup().findVarHandle(VirtioNetDevice.class, "raised", int.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
+
+    @SuppressWarnings("unused")
+    private volatile int raised;
+    private volatile String raisedWhy;
+    private volatile int raisedGeneration;
 
     /** What the frontend told us about one queue; applied to the {@link VirtQueue} when the ring starts. */
     private static final class QueueSetup {
@@ -102,8 +134,32 @@ public final class VirtioNetDevice {
         return generation;
     }
 
+    /**
+     * Worker: a queue of this device faulted. Only sets a flag (lock-free, no allocation); a control thread
+     * logs it, tells the frontend and marks the device broken in {@link #handleRaised()}.
+     */
+    public void raiseQueueFault() {
+        RAISED.getAndBitwiseOr(this, RAISED_QUEUE_FAULT);
+    }
+
+    /**
+     * Worker: the device cannot be served as set up ({@code why}), so it must be stopped until the frontend sets
+     * it up again. Only records it (lock-free); a control thread acts in {@link #handleRaised()}, and only if
+     * the device has not restarted since.
+     */
+    public void raiseBroken(String why) {
+        raisedWhy = why;
+        raisedGeneration = generation;
+        RAISED.getAndBitwiseOr(this, RAISED_BROKEN);   // publishes the two fields above
+    }
+
+    /** True when a worker raised something {@link #handleRaised()} has not acted on yet. */
+    public boolean hasRaised() {
+        return raised != 0;
+    }
+
     /** Set by the switch when a worker starts polling this device. */
-    public void setQuiescence(Quiescence quiescence) {
+    public synchronized void setQuiescence(Quiescence quiescence) {
         this.quiescence = quiescence == null ? Quiescence.NONE : quiescence;
     }
 
@@ -117,7 +173,62 @@ public final class VirtioNetDevice {
         return broken || queues[0].isBroken() || queues[1].isBroken();
     }
 
-    // ---------------------------------------------------------------- control thread
+    // ---------------------------------------------------------------- control threads
+
+    /**
+     * Acts on what the worker raised, on the calling (control) thread: a queue fault is logged once and
+     * signalled on the queue's error eventfd; a device that cannot be served is marked broken and stopped.
+     * Cheap when nothing was raised; the switch calls it periodically.
+     */
+    public void handleRaised() {
+        if (raised == 0) {
+            return;
+        }
+        synchronized (this) {
+            int what = (int) RAISED.getAndSet(this, 0);
+            if ((what & RAISED_QUEUE_FAULT) != 0) {
+                reportFault();
+            }
+            if ((what & RAISED_BROKEN) != 0 && running && generation == raisedGeneration) {
+                markBroken(raisedWhy);
+            }
+        }
+    }
+
+    /**
+     * Stops the data path and waits until no worker can still be inside it: for a message that changes what
+     * the rings are or where they live. {@link #resumeDataPath()} starts it again when the device is ready.
+     */
+    public synchronized void pauseDataPath() {
+        stop();
+    }
+
+    /** Starts the data path again after {@link #pauseDataPath()}, if the device is (still) ready to run. */
+    public synchronized void resumeDataPath() {
+        update();
+    }
+
+    /**
+     * Closes the eventfds replaced since the last call (the worker may have been signalling them) once a grace
+     * period has passed; returns at once when nothing was replaced. The device is not locked during the wait:
+     * the eventfds are no longer the device's, and a slow worker must not hold up other control work on it.
+     */
+    public void releaseRetired() {
+        EventFd[] due;
+        Quiescence q;
+        synchronized (this) {
+            if (retired.isEmpty()) {
+                return;
+            }
+            due = retired.toArray(new EventFd[0]);
+            retired.clear();
+            q = quiescence;
+        }
+        q.await();
+        for (EventFd fd : due) {
+            fd.close();
+        }
+    }
 
     public long features() {
         return features;
@@ -135,7 +246,7 @@ public final class VirtioNetDevice {
         return status;
     }
 
-    public void setStatus(long status) {
+    public synchronized void setStatus(long status) {
         this.status = status;
     }
 
@@ -144,7 +255,7 @@ public final class VirtioNetDevice {
     }
 
     /** Accepts negotiated features; returns an error text when the frontend asks for something not offered. */
-    public String setFeatures(long requested) {
+    public synchronized String setFeatures(long requested) {
         long unknown = requested & ~Features.DEVICE_FEATURES;
         if (unknown != 0) {
             return "frontend set features we never offered: 0x" + Long.toHexString(unknown);
@@ -167,7 +278,7 @@ public final class VirtioNetDevice {
         return null;
     }
 
-    public String setProtocolFeatures(long requested) {
+    public synchronized String setProtocolFeatures(long requested) {
         long unknown = requested & ~Features.PROTOCOL_FEATURES;
         if (unknown != 0) {
             return "frontend set protocol features we never offered: 0x" + Long.toHexString(unknown);
@@ -177,18 +288,18 @@ public final class VirtioNetDevice {
     }
 
     /** Replaces guest memory (SET_MEM_TABLE). Rings started on the old memory are translated again on the new one. */
-    public void setMemory(GuestMemory newMemory) {
+    public synchronized void setMemory(GuestMemory newMemory) {
         GuestMemory old = memory;
         swapMemory(newMemory, old::close);
     }
 
     /** Adds one region (ADD_MEM_REG); the regions already mapped stay mapped. */
-    public void addRegion(MemoryRegion region) {
+    public synchronized void addRegion(MemoryRegion region) {
         swapMemory(memory.with(region), () -> { });
     }
 
     /** Removes one region (REM_MEM_REG) and unmaps it. */
-    public void removeRegion(long guestPhysAddr, long size, long userAddr) {
+    public synchronized void removeRegion(long guestPhysAddr, long size, long userAddr) {
         MemoryRegion[] removed = new MemoryRegion[1];
         GuestMemory smaller = memory.without(guestPhysAddr, size, userAddr, removed);
         swapMemory(smaller, removed[0]::close);
@@ -208,7 +319,7 @@ public final class VirtioNetDevice {
         update();
     }
 
-    public String setVringNum(int index, int size) {
+    public synchronized String setVringNum(int index, int size) {
         String bad = checkIndex(index);
         if (bad != null) {
             return bad;
@@ -226,7 +337,7 @@ public final class VirtioNetDevice {
 
     /** SET_VRING_ADDR; {@code usedLogAddr} is the used ring's guest-physical address when the frontend asks
      * for its writes to be logged (VHOST_VRING_F_LOG), else -1. */
-    public String setVringAddr(int index, long desc, long used, long avail, long usedLogAddr) {
+    public synchronized String setVringAddr(int index, long desc, long used, long avail, long usedLogAddr) {
         String bad = checkIndex(index);
         if (bad != null) {
             return bad;
@@ -246,7 +357,7 @@ public final class VirtioNetDevice {
         return null;
     }
 
-    public String setVringBase(int index, int base) {
+    public synchronized String setVringBase(int index, int base) {
         String bad = checkIndex(index);
         if (bad != null) {
             return bad;
@@ -256,7 +367,7 @@ public final class VirtioNetDevice {
     }
 
     /** Stops the ring and returns where the frontend should resume (GET_VRING_BASE), or -1 for a bad index. */
-    public int getVringBase(int index) {
+    public synchronized int getVringBase(int index) {
         if (checkIndex(index) != null) {
             return -1;
         }
@@ -276,7 +387,7 @@ public final class VirtioNetDevice {
     }
 
     /** Takes the kick eventfd (or none: the frontend wants us to poll) and starts the ring. */
-    public String setVringKick(int index, EventFd kick) {
+    public synchronized String setVringKick(int index, EventFd kick) {
         String bad = checkIndex(index);
         if (bad != null) {
             if (kick != null) {
@@ -296,7 +407,7 @@ public final class VirtioNetDevice {
         return null;
     }
 
-    public String setVringCall(int index, EventFd call) {
+    public synchronized String setVringCall(int index, EventFd call) {
         String bad = checkIndex(index);
         if (bad != null) {
             if (call != null) {
@@ -308,14 +419,11 @@ public final class VirtioNetDevice {
         EventFd old = s.call;
         s.call = call;
         queues[index].setCall(call);
-        if (old != null) {
-            quiescence.await();
-            old.close();
-        }
+        retire(old);   // the worker may be about to signal it: closed after a grace period
         return null;
     }
 
-    public String setVringErr(int index, EventFd err) {
+    public synchronized String setVringErr(int index, EventFd err) {
         String bad = checkIndex(index);
         if (bad != null) {
             if (err != null) {
@@ -325,13 +433,11 @@ public final class VirtioNetDevice {
         }
         EventFd old = setup[index].err;
         setup[index].err = err;
-        if (old != null) {
-            old.close();
-        }
+        retire(old);   // closed after a grace period, like a replaced call eventfd
         return null;
     }
 
-    public String setVringEnable(int index, boolean enable) {
+    public synchronized String setVringEnable(int index, boolean enable) {
         String bad = checkIndex(index);
         if (bad != null) {
             return bad;
@@ -348,7 +454,7 @@ public final class VirtioNetDevice {
      * Takes the frontend's dirty-page log (SET_LOG_BASE). A log it replaces is unmapped once the worker
      * cannot be writing it any more.
      */
-    public void setDirtyLog(DirtyLog log) {
+    public synchronized void setDirtyLog(DirtyLog log) {
         DirtyLog old = dirtyLog;
         dirtyLog = log;
         applyDirtyLog();
@@ -389,15 +495,21 @@ public final class VirtioNetDevice {
         return b.toString();
     }
 
+    private void retire(EventFd fd) {
+        if (fd != null) {
+            retired.add(fd);
+        }
+    }
+
     private static String checkIndex(int index) {
         return index >= 0 && index < QUEUES ? null : "queue index " + index + " out of range (this device has " + QUEUES + ")";
     }
 
     /**
-     * Called by the worker's owner after it saw a queue fault: logs it once, tells the frontend through the
-     * error eventfd, and keeps the device stopped until the frontend sets the ring up again.
+     * On a control thread, after a worker saw a queue fault ({@link #handleRaised()}): logs it once, tells the
+     * frontend through the error eventfd, and keeps the device stopped until the frontend sets the ring up again.
      */
-    public void reportFault() {
+    public synchronized void reportFault() {
         for (int i = 0; i < QUEUES; i++) {
             VirtQueue q = queues[i];
             if (q.isBroken() && !broken) {
@@ -413,7 +525,7 @@ public final class VirtioNetDevice {
     }
 
     /** Marks the device unusable (a setup the guest gave was refused) until it is set up again. */
-    public void markBroken(String why) {
+    public synchronized void markBroken(String why) {
         if (!broken) {
             LOG.log(Level.WARNING, "port {0}: device stopped: {1}", name, why);
         }
@@ -422,8 +534,9 @@ public final class VirtioNetDevice {
     }
 
     /** Forgets everything the frontend set up (RESET_OWNER, RESET_DEVICE, disconnect), releasing fds and memory. */
-    public void reset() {
+    public synchronized void reset() {
         stop();
+        releaseRetired();
         for (int i = 0; i < QUEUES; i++) {
             QueueSetup s = setup[i];
             queues[i].unconfigure();
@@ -446,9 +559,11 @@ public final class VirtioNetDevice {
         protocolFeatures = 0;
         status = 0;
         broken = false;
+        RAISED.getAndSet(this, 0);   // whatever a worker raised was about the set-up just forgotten
         notifyListeners();
     }
 
+    /** Unpublishes the device from the worker and waits until the worker cannot be using it any more. */
     private void stop() {
         if (running) {
             running = false;
@@ -499,5 +614,20 @@ public final class VirtioNetDevice {
         for (Runnable r : stateListeners) {
             r.run();
         }
+    }
+
+    // ---------------------------------------------------------------- for tests in this package
+    // (unlocked: a test reads them while a control thread holds the lock in a grace period)
+
+    EventFd call(int index) {
+        return setup[index].call;
+    }
+
+    EventFd err(int index) {
+        return setup[index].err;
+    }
+
+    EventFd kick(int index) {
+        return setup[index].kick;
     }
 }

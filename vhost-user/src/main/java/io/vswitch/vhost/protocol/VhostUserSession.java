@@ -20,8 +20,13 @@ import static io.vswitch.vhost.protocol.VhostUserMessage.*;
 
 /**
  * One frontend connection: reads messages, checks them, and applies them to a {@link VirtioNetDevice}
- * through a table of handlers (request, descriptors it may carry, whether it replies). The device and data
- * path know nothing of the wire format.
+ * through a table of handlers (request, payload size, what it needs from the data path, handler). The device
+ * and data path know nothing of the wire format.
+ *
+ * <p>The table's {@link DataPath} column says, for every message, whether its handler may run while workers
+ * poll the device, and {@link #dispatch()} enforces it around the handler: a handler cannot forget to stop
+ * the data path or to wait for a grace period, and no reply (ack included) goes out before that is done, so
+ * once the frontend hears back, the backend no longer uses what the message replaced.
  *
  * <p>A message we cannot frame (bad version, oversized payload, truncated descriptors) ends the connection,
  * since nothing after it can be trusted. A message we can frame but refuse (bad size, bad index, memory we
@@ -44,7 +49,27 @@ public final class VhostUserSession implements AutoCloseable {
         boolean handle(VhostUserMessage msg, ReceivedFds fds) throws Refused;
     }
 
-    private record Entry(int payloadSize, Handler handler) {
+    /** What a message needs from the workers that poll the device; enforced by {@link #dispatch()}. */
+    public enum DataPath {
+        /** Reads state, or changes set-up the workers never look at (applied when a ring starts): runs as is. */
+        UNTOUCHED,
+        /**
+         * Replaces something the workers may be using right now without stopping them (the call and error
+         * eventfds: QEMU swaps call eventfds at run time as the guest masks and unmasks interrupts, which must
+         * not bounce the link). What it replaced is closed only after a grace period, before the reply.
+         */
+        GRACE_PERIOD,
+        /**
+         * Changes what the rings are or where they live (memory table, ring addresses and positions, kick,
+         * enable, reset): the data path is stopped and the workers out of it before the handler runs, and
+         * started again afterwards when the device is ready. On a running device that is a link bounce, which
+         * is fine for messages a frontend sends while it sets rings up or tears them down. (The device's own
+         * methods also stop the data path where they must, so they stay safe when called directly.)
+         */
+        STOPPED
+    }
+
+    private record Entry(int payloadSize, DataPath dataPath, Handler handler) {
         static final int VARIABLE = -1;
     }
 
@@ -67,43 +92,47 @@ public final class VhostUserSession implements AutoCloseable {
     }
 
     private void registerHandlers() {
-        on(VhostUserRequest.GET_FEATURES, 0, (m, f) -> replyU64(m, Features.DEVICE_FEATURES));
-        on(VhostUserRequest.SET_FEATURES, U64_SIZE, (m, f) -> apply(device.setFeatures(m.u64(0))));
-        on(VhostUserRequest.GET_PROTOCOL_FEATURES, 0, (m, f) -> replyU64(m, Features.PROTOCOL_FEATURES));
-        on(VhostUserRequest.SET_PROTOCOL_FEATURES, U64_SIZE, (m, f) -> apply(device.setProtocolFeatures(m.u64(0))));
-        on(VhostUserRequest.SET_OWNER, 0, (m, f) -> false);
-        on(VhostUserRequest.RESET_OWNER, 0, (m, f) -> {
+        final DataPath untouched = DataPath.UNTOUCHED;
+        final DataPath grace = DataPath.GRACE_PERIOD;
+        final DataPath stopped = DataPath.STOPPED;
+        on(VhostUserRequest.GET_FEATURES, 0, untouched, (m, f) -> replyU64(m, Features.DEVICE_FEATURES));
+        on(VhostUserRequest.SET_FEATURES, U64_SIZE, untouched, (m, f) -> apply(device.setFeatures(m.u64(0))));
+        on(VhostUserRequest.GET_PROTOCOL_FEATURES, 0, untouched, (m, f) -> replyU64(m, Features.PROTOCOL_FEATURES));
+        on(VhostUserRequest.SET_PROTOCOL_FEATURES, U64_SIZE, untouched, (m, f) -> apply(device.setProtocolFeatures(m.u64(0))));
+        on(VhostUserRequest.SET_OWNER, 0, untouched, (m, f) -> false);
+        on(VhostUserRequest.RESET_OWNER, 0, stopped, (m, f) -> {
             device.reset();
             return false;
         });
-        on(VhostUserRequest.RESET_DEVICE, 0, (m, f) -> {
+        on(VhostUserRequest.RESET_DEVICE, 0, stopped, (m, f) -> {
             device.reset();
             return false;
         });
-        on(VhostUserRequest.GET_QUEUE_NUM, 0, (m, f) -> replyU64(m, 1));
-        on(VhostUserRequest.GET_MAX_MEM_SLOTS, 0, (m, f) -> replyU64(m, GuestMemory.MAX_REGIONS));
-        on(VhostUserRequest.SET_MEM_TABLE, Entry.VARIABLE, this::setMemTable);
-        on(VhostUserRequest.ADD_MEM_REG, MEM_REG_SIZE, this::addMemReg);
-        on(VhostUserRequest.REM_MEM_REG, MEM_REG_SIZE, this::remMemReg);
-        on(VhostUserRequest.SET_VRING_NUM, VRING_STATE_SIZE,
+        on(VhostUserRequest.GET_QUEUE_NUM, 0, untouched, (m, f) -> replyU64(m, 1));
+        on(VhostUserRequest.GET_MAX_MEM_SLOTS, 0, untouched, (m, f) -> replyU64(m, GuestMemory.MAX_REGIONS));
+        on(VhostUserRequest.SET_MEM_TABLE, Entry.VARIABLE, stopped, this::setMemTable);
+        on(VhostUserRequest.ADD_MEM_REG, MEM_REG_SIZE, stopped, this::addMemReg);
+        on(VhostUserRequest.REM_MEM_REG, MEM_REG_SIZE, stopped, this::remMemReg);
+        // NUM and BASE only record set-up that is applied when the ring starts (KICK, ENABLE)
+        on(VhostUserRequest.SET_VRING_NUM, VRING_STATE_SIZE, untouched,
                 (m, f) -> apply(device.setVringNum(m.u32(VRING_STATE_INDEX), m.u32(VRING_STATE_NUM))));
-        on(VhostUserRequest.SET_VRING_BASE, VRING_STATE_SIZE,
+        on(VhostUserRequest.SET_VRING_BASE, VRING_STATE_SIZE, untouched,
                 (m, f) -> apply(device.setVringBase(m.u32(VRING_STATE_INDEX), m.u32(VRING_STATE_NUM))));
-        on(VhostUserRequest.SET_VRING_ADDR, VRING_ADDR_SIZE, (m, f) -> apply(device.setVringAddr(
+        on(VhostUserRequest.SET_VRING_ADDR, VRING_ADDR_SIZE, stopped, (m, f) -> apply(device.setVringAddr(
                 m.u32(VRING_ADDR_INDEX), m.u64(VRING_ADDR_DESC), m.u64(VRING_ADDR_USED), m.u64(VRING_ADDR_AVAIL),
                 (m.u32(VRING_ADDR_FLAGS) & VRING_F_LOG) != 0 ? m.u64(VRING_ADDR_LOG) : -1)));
-        on(VhostUserRequest.GET_VRING_BASE, VRING_STATE_SIZE, this::getVringBase);
-        on(VhostUserRequest.SET_VRING_KICK, U64_SIZE, (m, f) -> apply(device.setVringKick(queueIndex(m), eventFd(m, f))));
-        on(VhostUserRequest.SET_VRING_CALL, U64_SIZE, (m, f) -> apply(device.setVringCall(queueIndex(m), eventFd(m, f))));
-        on(VhostUserRequest.SET_VRING_ERR, U64_SIZE, (m, f) -> apply(device.setVringErr(queueIndex(m), eventFd(m, f))));
-        on(VhostUserRequest.SET_VRING_ENABLE, VRING_STATE_SIZE,
+        on(VhostUserRequest.GET_VRING_BASE, VRING_STATE_SIZE, stopped, this::getVringBase);
+        on(VhostUserRequest.SET_VRING_KICK, U64_SIZE, stopped, (m, f) -> apply(device.setVringKick(queueIndex(m), eventFd(m, f))));
+        on(VhostUserRequest.SET_VRING_CALL, U64_SIZE, grace, (m, f) -> apply(device.setVringCall(queueIndex(m), eventFd(m, f))));
+        on(VhostUserRequest.SET_VRING_ERR, U64_SIZE, grace, (m, f) -> apply(device.setVringErr(queueIndex(m), eventFd(m, f))));
+        on(VhostUserRequest.SET_VRING_ENABLE, VRING_STATE_SIZE, stopped,
                 (m, f) -> apply(device.setVringEnable(m.u32(VRING_STATE_INDEX), m.u32(VRING_STATE_NUM) != 0)));
-        on(VhostUserRequest.SET_STATUS, U64_SIZE, (m, f) -> {
+        on(VhostUserRequest.SET_STATUS, U64_SIZE, untouched, (m, f) -> {
             device.setStatus(m.u64(0) & 0xFF);
             return false;
         });
-        on(VhostUserRequest.GET_STATUS, 0, (m, f) -> replyU64(m, device.status()));
-        on(VhostUserRequest.SEND_RARP, U64_SIZE, (m, f) -> {
+        on(VhostUserRequest.GET_STATUS, 0, untouched, (m, f) -> replyU64(m, device.status()));
+        on(VhostUserRequest.SEND_RARP, U64_SIZE, untouched, (m, f) -> {
             byte[] mac = new byte[6];
             for (int i = 0; i < mac.length; i++) {
                 mac[i] = (byte) m.u8(i);
@@ -114,16 +143,23 @@ public final class VhostUserSession implements AutoCloseable {
             device.announce(mac);
             return false;
         });
-        on(VhostUserRequest.SET_LOG_BASE, LOG_SIZE, this::setLogBase);
-        on(VhostUserRequest.SET_LOG_FD, Entry.VARIABLE, (m, f) -> {
+        // a replaced log is unmapped after a grace period (the device waits for it itself)
+        on(VhostUserRequest.SET_LOG_BASE, LOG_SIZE, grace, this::setLogBase);
+        on(VhostUserRequest.SET_LOG_FD, Entry.VARIABLE, untouched, (m, f) -> {
             // the log-sync eventfd of the kernel vhost interface; with LOG_SHMFD nothing signals it here
             f.closeAll();
             return false;
         });
     }
 
-    private void on(VhostUserRequest request, int payloadSize, Handler handler) {
-        handlers.put(request, new Entry(payloadSize, handler));
+    private void on(VhostUserRequest request, int payloadSize, DataPath dataPath, Handler handler) {
+        handlers.put(request, new Entry(payloadSize, dataPath, handler));
+    }
+
+    /** What {@code request} needs from the data path, or null when the session does not handle it. */
+    DataPath dataPath(VhostUserRequest request) {
+        Entry entry = handlers.get(request);
+        return entry == null ? null : entry.dataPath();
     }
 
     /**
@@ -181,7 +217,7 @@ public final class VhostUserSession implements AutoCloseable {
             if (entry.payloadSize() != Entry.VARIABLE && msg.size() != entry.payloadSize()) {
                 throw new Refused(name + " payload is " + msg.size() + " bytes, expected " + entry.payloadSize());
             }
-            replied = entry.handler().handle(msg, fds);
+            replied = handle(entry);
             ok = true;
         } catch (Refused e) {
             counters.refusedMessages++;
@@ -199,6 +235,32 @@ public final class VhostUserSession implements AutoCloseable {
             send(msg);
         } else if ((flags & FLAG_NEED_REPLY) != 0 && device.hasProtocolFeature(Features.PROTOCOL_F_REPLY_ACK)) {
             send(msg.reply(code, U64_SIZE).putU64(0, ok ? 0 : 1));
+        }
+    }
+
+    /** Runs the handler inside what its {@link DataPath} column asks for; returns whether it wrote a reply. */
+    private boolean handle(Entry entry) throws Refused {
+        switch (entry.dataPath()) {
+            case UNTOUCHED -> {
+                return entry.handler().handle(msg, fds);
+            }
+            case GRACE_PERIOD -> {
+                try {
+                    return entry.handler().handle(msg, fds);
+                } finally {
+                    device.releaseRetired();
+                }
+            }
+            case STOPPED -> {
+                device.pauseDataPath();
+                try {
+                    return entry.handler().handle(msg, fds);
+                } finally {
+                    device.resumeDataPath();
+                    device.releaseRetired();
+                }
+            }
+            default -> throw new AssertionError(entry.dataPath());
         }
     }
 

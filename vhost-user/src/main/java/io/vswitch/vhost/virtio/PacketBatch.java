@@ -174,6 +174,31 @@ public final class PacketBatch {
         }
     }
 
+    /**
+     * True when every piece of the burst can still be read: its memory is mapped and the piece lies inside
+     * it. For the failure path only (after an access threw), to tell whose memory failed; never per frame.
+     */
+    public boolean isReadable() {
+        return readable(pieceSegment, pieceOffset, pieceLength, 0, pieces);
+    }
+
+    /** True when pieces {@code first .. first+count-1} of the three arrays can all still be read (see {@link #isReadable()}). */
+    public static boolean readable(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count) {
+        if (first < 0 || count < 0 || first + count > segments.length
+                || first + count > offsets.length || first + count > lengths.length) {
+            return false;
+        }
+        for (int p = first; p < first + count; p++) {
+            MemorySegment s = segments[p];
+            long offset = offsets[p];
+            int length = lengths[p];
+            if (s == null || !s.scope().isAlive() || offset < 0 || length < 0 || offset > s.byteSize() - length) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     int firstPiece(int frame) {
         return firstPiece[frame];
     }

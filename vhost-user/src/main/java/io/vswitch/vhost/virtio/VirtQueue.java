@@ -16,7 +16,10 @@ import static io.vswitch.vhost.virtio.SplitRing.*;
  * <p>Two threads touch a queue, never at once: the control thread configures it while it is not
  * published to a worker, and one worker runs the data path while it is. Everything the guest wrote is
  * checked before use; a violation records a {@link QueueFault} and the queue does nothing more until the
- * frontend sets it up again. No exception escapes the data-path methods.
+ * frontend sets it up again. No exception escapes the data-path methods but one: {@link #enqueue}
+ * rethrows a failure to read the caller's source frame (another guest's memory that went away) without
+ * faulting this queue, because the fault is the source's, not this guest's (see {@link
+ * #enqueue(MemorySegment[], long[], int[], int, int, int)}).
  *
  * <p>Ring indices: {@code avail.idx} is read once per burst with acquire semantics, {@code used.idx} is
  * written once per burst with release semantics, and a full fence orders that write before the read of the
@@ -214,6 +217,15 @@ public final class VirtQueue {
             faults++;
         }
         return false;
+    }
+
+    /**
+     * Records that this queue's guest memory went away under it, found by its owning worker outside the queue's
+     * own methods: reading a burst {@link #dequeueBurst} described (a {@link PacketBatch}) threw. Worker only,
+     * like the data-path methods; the first fault is the one kept.
+     */
+    public void failMemoryGone(RuntimeException e) {
+        fail(QueueFault.MEMORY_GONE, "reading a frame of this queue: " + e.getMessage());
     }
 
     /**
@@ -486,6 +498,14 @@ public final class VirtQueue {
     /**
      * Copies a frame given as pieces {@code first .. first+count-1} of the three arrays (which must add up to
      * {@code frameLength} bytes) into the guest's receive buffers; false when it does not fit.
+     *
+     * <p>Failures are attributed to the memory that failed. When this guest's memory fails, the queue faults
+     * with {@link QueueFault#MEMORY_GONE} and false is returned. When the <em>source</em> frame cannot be read
+     * (it lives in another guest's memory, which was unmapped), this queue is healthy: it forgets the partial
+     * copy, stays usable, and rethrows the exception for the caller to fault the source. Which one failed is
+     * worked out in the catch block only, so the copy loop does no extra work.
+     *
+     * @throws RuntimeException only when the source pieces cannot be read
      */
     public boolean enqueue(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength) {
         final MemorySegment a = avail;
@@ -601,8 +621,11 @@ public final class VirtQueue {
             }
             return true;
         } catch (RuntimeException e) {
-            fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
-            return rollback(startAvail, startUsed);
+            rollback(startAvail, startUsed);
+            if (!PacketBatch.readable(segments, offsets, lengths, first, count)) {
+                throw e;   // the source's memory failed, not ours: the caller faults the source
+            }
+            return fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
         }
     }
 

@@ -1,0 +1,260 @@
+package io.vswitch.vhost.net;
+
+import io.vswitch.notify.EventFd;
+import io.vswitch.vhost.memory.MemoryRegion;
+import io.vswitch.vhost.protocol.VhostUserRequest;
+import io.vswitch.vhost.testing.HeldWorker;
+import io.vswitch.vhost.testing.PortFixture;
+import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.vhost.testing.TestFrontend.Region;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+import static io.vswitch.vhost.testing.TestFrontend.GUEST_PHYS_BASE;
+import static io.vswitch.vhost.testing.TestFrontend.RX;
+import static io.vswitch.vhost.testing.TestFrontend.TX;
+import static io.vswitch.vhost.testing.TestFrontend.USER_BASE;
+import static io.vswitch.vhost.testing.TestFrontend.u64;
+import static io.vswitch.vhost.testing.TestFrontend.vringState;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * What a control thread releases while a worker is inside its data-path window: nothing. A {@link HeldWorker}
+ * stays inside its window while the frontend disconnects, replaces eventfds or changes the rings; the port
+ * must stop the data path, wait, and release (and reply) only once the worker has left.
+ */
+@Timeout(value = 30, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+class GracePeriodTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void disconnectReleasesNothingWhileTheWorkerIsInsideItsWindow() throws Exception {
+        try (PortFixture fx = new PortFixture(dir); HeldWorker worker = new HeldWorker()) {
+            VirtioNetDevice device = fx.device();
+            device.setQuiescence(worker.epoch());
+            TestFrontend fe = fx.connectAndSetUp();
+            List<EventFd> fds = new ArrayList<>();
+            for (int q = 0; q < VirtioNetDevice.QUEUES; q++) {
+                fds.add(device.call(q));
+                fds.add(device.err(q));
+                fds.add(device.kick(q));
+            }
+            MemoryRegion region = device.memory().region(0);
+
+            worker.enter();
+            String memName = fe.memoryName();
+            fe.close();
+            worker.awaitWaiters(1);   // the port's control thread is in the grace period of its reset
+            assertFalse(device.isRunning(), "the data path is unpublished first");
+            for (EventFd fd : fds) {
+                assertFalse(fd.isClosed(), fd + " closed while the worker may still use it");
+            }
+            assertTrue(region.isMapped(), "guest memory unmapped while the worker may still use it");
+            // what a worker inside its window may still do with them: signal the call and error eventfds
+            worker.run(() -> {
+                assertTrue(fds.get(0).signal(), "the old call eventfd still works");
+                assertTrue(fds.get(1).signal());
+            });
+
+            worker.leave();
+            fx.assertReleased(memName);
+            for (EventFd fd : fds) {
+                assertTrue(fd.isClosed(), fd + " released once the worker left");
+            }
+            assertFalse(region.isMapped());
+        }
+    }
+
+    @Test
+    void aReplacedErrorEventfdIsClosedOnlyAfterTheGracePeriodAndTheAckWaitsForIt() throws Exception {
+        assertReplacementWaitsForTheWorker(VhostUserRequest.SET_VRING_ERR);
+    }
+
+    @Test
+    void aReplacedCallEventfdIsClosedOnlyAfterTheGracePeriodAndTheAckWaitsForIt() throws Exception {
+        assertReplacementWaitsForTheWorker(VhostUserRequest.SET_VRING_CALL);
+    }
+
+    private void assertReplacementWaitsForTheWorker(VhostUserRequest request) throws Exception {
+        boolean call = request == VhostUserRequest.SET_VRING_CALL;
+        try (EventFd replacement = EventFd.create(); PortFixture fx = new PortFixture(dir);
+             HeldWorker worker = new HeldWorker()) {
+            VirtioNetDevice device = fx.device();
+            device.setQuiescence(worker.epoch());
+            TestFrontend fe = fx.connectAndSetUp();
+            EventFd old = call ? device.call(TX) : device.err(TX);
+
+            worker.enter();
+            CompletableFuture<Long> ack = CompletableFuture.supplyAsync(() -> send(fe, request, u64(TX), replacement.fd()));
+            worker.awaitWaiters(1);
+            EventFd installed = call ? device.call(TX) : device.err(TX);
+            assertNotSame(old, installed, "the new eventfd is installed at once");
+            assertFalse(old.isClosed(), "the old one stays open while the worker may still signal it");
+            assertFalse(ack.isDone(), "no ack before the grace period: the frontend must not think the old one is unused");
+            assertTrue(device.isRunning(), "replacing call or err does not stop the data path");
+            // the worker signals what it saw before the swap; it lands in the frontend's old eventfd
+            worker.run(() -> assertTrue(old.signal()));
+            assertEquals(1, call ? fe.drainCalls(TX) : fe.drainErrors(TX));
+
+            worker.leave();
+            assertEquals(0, ack.get(5, TimeUnit.SECONDS), request + " acked");
+            assertTrue(old.isClosed(), "closed after the grace period");
+            assertFalse(installed.isClosed());
+            assertTrue(installed.signal());
+            assertEquals(1, replacement.drain(), "the frontend's new eventfd is the one in use");
+            fx.disconnectAndAssertReleased(fe);
+        }
+    }
+
+    /** Messages whose handlers change the rings: each runs with the data path stopped and the worker out. */
+    enum RingChange {
+        SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG, SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_ENABLE_0, GET_VRING_BASE, RESET_DEVICE
+    }
+
+    @ParameterizedTest
+    @EnumSource(RingChange.class)
+    void aMessageThatChangesTheRingsRunsOnlyOnceTheWorkerIsOut(RingChange change) throws Exception {
+        try (PortFixture fx = new PortFixture(dir); HeldWorker worker = new HeldWorker()) {
+            VirtioNetDevice device = fx.device();
+            device.setQuiescence(worker.epoch());
+            TestFrontend fe = fx.connectAndSetUp();
+            long size = fe.options().memorySize;
+            long offset = fe.options().mmapOffset;
+            Region low = new Region(GUEST_PHYS_BASE, size / 2, USER_BASE, offset);
+            Region high = new Region(GUEST_PHYS_BASE + size / 2, size / 2, USER_BASE + size / 2, offset + size / 2);
+            if (change == RingChange.ADD_MEM_REG || change == RingChange.REM_MEM_REG) {
+                // two regions, so that one can be added or removed with the rings staying in the other
+                int fd2 = TestFrontend.dup(fe.memfd());
+                try {
+                    TestFrontend.expectOk(fe.setMemTable(List.of(low, high), fe.memfd(), fd2), "SET_MEM_TABLE");
+                } finally {
+                    io.vswitch.sys.Libc.close(fd2);
+                }
+                if (change == RingChange.ADD_MEM_REG) {
+                    TestFrontend.expectOk(fe.send(VhostUserRequest.REM_MEM_REG, memReg(high)), "REM_MEM_REG");
+                }
+            }
+            assertTrue(device.isRunning());
+            MemoryRegion regionBefore = device.memory().region(device.memory().regionCount() - 1);
+            int generation = device.generation();
+
+            worker.enter();
+            CompletableFuture<Long> reply = CompletableFuture.supplyAsync(() -> switch (change) {
+                case SET_MEM_TABLE -> {
+                    try {
+                        yield fe.setMemTable();
+                    } catch (IOException e) {
+                        throw new java.io.UncheckedIOException(e);
+                    }
+                }
+                case ADD_MEM_REG -> {
+                    int fd = TestFrontend.dup(fe.memfd());
+                    try {
+                        yield send(fe, VhostUserRequest.ADD_MEM_REG, memReg(high), fd);
+                    } finally {
+                        io.vswitch.sys.Libc.close(fd);
+                    }
+                }
+                case REM_MEM_REG -> send(fe, VhostUserRequest.REM_MEM_REG, memReg(high));
+                case SET_VRING_ADDR -> send(fe, VhostUserRequest.SET_VRING_ADDR, vringAddr(fe, TX));
+                case SET_VRING_KICK -> {
+                    try {
+                        yield fe.setVringKick(TX);
+                    } catch (IOException e) {
+                        throw new java.io.UncheckedIOException(e);
+                    }
+                }
+                case SET_VRING_ENABLE_0 -> send(fe, VhostUserRequest.SET_VRING_ENABLE, vringState(RX, 0));
+                case GET_VRING_BASE -> {
+                    try {
+                        yield (long) fe.getVringBase(RX);
+                    } catch (IOException e) {
+                        throw new java.io.UncheckedIOException(e);
+                    }
+                }
+                case RESET_DEVICE -> {
+                    try {
+                        // no NEED_REPLY: the reset forgets REPLY_ACK; a round trip tells when it was handled
+                        fe.sendRaw(VhostUserRequest.RESET_DEVICE.code(), io.vswitch.vhost.protocol.VhostUserMessage.VERSION, 0, new byte[0]);
+                        fe.getFeatures();
+                        yield 0L;
+                    } catch (IOException e) {
+                        throw new java.io.UncheckedIOException(e);
+                    }
+                }
+            });
+            worker.awaitWaiters(1);
+            assertFalse(device.isRunning(), change + ": the data path is stopped before the handler runs");
+            assertFalse(reply.isDone(), change + ": no reply while the worker may be inside the data path");
+            assertSame(regionBefore, device.memory().region(device.memory().regionCount() - 1),
+                    change + ": the handler has not run yet");
+            assertTrue(regionBefore.isMapped());
+
+            worker.leave();
+            long answer = reply.get(5, TimeUnit.SECONDS);
+            if (change != RingChange.GET_VRING_BASE) {
+                assertEquals(0, answer, change + " acked");
+            }
+            boolean runsAgain = change == RingChange.SET_MEM_TABLE || change == RingChange.ADD_MEM_REG
+                    || change == RingChange.REM_MEM_REG || change == RingChange.SET_VRING_ADDR
+                    || change == RingChange.SET_VRING_KICK;
+            assertEquals(runsAgain, device.isRunning(), change + ": running again afterwards when the rings are ready");
+            if (runsAgain) {
+                assertTrue(device.generation() != generation, "a new start, which the worker cannot miss");
+            }
+            fx.disconnectAndAssertReleased(fe);
+        }
+    }
+
+    @Test
+    void aMessageThatLeavesTheDataPathAloneIsAnsweredWhileTheWorkerIsInside() throws Exception {
+        try (PortFixture fx = new PortFixture(dir); HeldWorker worker = new HeldWorker()) {
+            VirtioNetDevice device = fx.device();
+            device.setQuiescence(worker.epoch());
+            TestFrontend fe = fx.connectAndSetUp();
+            worker.enter();
+            fe.getFeatures();
+            TestFrontend.expectOk(fe.setVringNum(RX, fe.queueSize(RX)), "SET_VRING_NUM");
+            TestFrontend.expectOk(fe.send(VhostUserRequest.SET_STATUS, u64(0xF)), "SET_STATUS");
+            assertTrue(device.isRunning());
+            assertEquals(0, worker.epoch().waiting());
+            worker.leave();
+            fx.disconnectAndAssertReleased(fe);
+        }
+    }
+
+    private static long send(TestFrontend fe, VhostUserRequest request, byte[] payload, int... fds) {
+        try {
+            return fe.send(request, payload, fds);
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
+    private static byte[] memReg(Region r) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(8 + 32).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        b.putLong(0).putLong(r.guestPhysAddr()).putLong(r.size()).putLong(r.userAddr()).putLong(r.mmapOffset());
+        return b.array();
+    }
+
+    private static byte[] vringAddr(TestFrontend fe, int q) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(40).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        b.putInt(q).putInt(0).putLong(fe.descUserAddr(q)).putLong(fe.usedUserAddr(q)).putLong(fe.availUserAddr(q)).putLong(0);
+        return b.array();
+    }
+}
