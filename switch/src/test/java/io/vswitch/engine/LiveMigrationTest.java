@@ -178,9 +178,11 @@ class LiveMigrationTest {
                 monitor1.command("migrate_set_parameter max-bandwidth 1M", CMD);
                 monitor1.command("migrate -d tcp:127.0.0.1:" + cancelPort, CMD);
                 String active = awaitStatus(monitor1, "active", Duration.ofSeconds(60));
+                awaitTrue(() -> sw.port("vm1").device.dirtyLogging(), "vm1 logs its writes while the migration copies");
                 monitor1.command("migrate_cancel", CMD);
                 String cancelled = awaitMigration(monitor1, Duration.ofSeconds(60));
                 assertTrue(cancelled.contains("Migration status: cancelled"), "cancelled:\n" + cancelled);
+                awaitTrue(() -> !sw.port("vm1").device.dirtyLogging(), "vm1's dirty-page logging off after the cancel");
                 System.out.printf("migration cancelled half-way: %s -> %s%n", line(active, "transferred ram"),
                         line(cancelled, "Migration status"));
                 monitor1.command("migrate_set_parameter max-bandwidth 10G", CMD);
@@ -259,6 +261,16 @@ class LiveMigrationTest {
             try (Stream<Path> files = Files.walk(sockets)) {
                 files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
             }
+        }
+    }
+
+    private static void awaitTrue(java.util.function.BooleanSupplier condition, String what) throws InterruptedException {
+        long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+        while (!condition.getAsBoolean()) {
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError("not within 30 s: " + what);
+            }
+            Thread.sleep(20);   // polling a state the control thread sets
         }
     }
 
