@@ -170,8 +170,7 @@ public final class VirtQueue {
 
     /** Forgets the rings (memory is about to be unmapped). Call only while the queue is not published. */
     public void unconfigure() {
-        packedRing.unconfigure();
-        packed = false;
+        packedRing.unconfigure();   // keeps its position (and packed stays set) for GET_VRING_BASE
         memory = null;
         desc = null;
         avail = null;

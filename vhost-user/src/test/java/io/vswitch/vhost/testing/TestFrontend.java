@@ -82,6 +82,25 @@ public final class TestFrontend implements AutoCloseable {
         /** VHOST_USER_F_PROTOCOL_FEATURES: without it there is no REPLY_ACK and no SET_VRING_ENABLE. */
         public boolean protocolFeatures = true;
         public boolean replyAck = true;
+        /** VIRTIO_F_RING_PACKED: the rings are packed (drive them with {@link PackedDriver}). */
+        public boolean packed;
+        /** VIRTIO_F_IN_ORDER. */
+        public boolean inOrder;
+
+        public Options packed(boolean on) {
+            packed = on;
+            return this;
+        }
+
+        public Options inOrder(boolean on) {
+            inOrder = on;
+            return this;
+        }
+
+        /** The ring base a fresh queue starts from: 0, or for a packed ring offset 0 with wrap counter 1. */
+        public int initialBase() {
+            return packed ? 0x8000 : 0;
+        }
 
         public Options eventIdx(boolean on) {
             eventIdx = on;
@@ -121,6 +140,12 @@ public final class TestFrontend implements AutoCloseable {
             }
             if (protocolFeatures) {
                 f |= Features.bit(Features.VHOST_USER_F_PROTOCOL_FEATURES);
+            }
+            if (packed) {
+                f |= Features.bit(Features.VIRTIO_F_RING_PACKED);
+            }
+            if (inOrder) {
+                f |= Features.bit(Features.VIRTIO_F_IN_ORDER);
             }
             return f;
         }
@@ -288,7 +313,7 @@ public final class TestFrontend implements AutoCloseable {
         expectOk(setOwner(), "SET_OWNER");
         expectOk(setMemTable(), "SET_MEM_TABLE");
         for (int q = 0; q < 2; q++) {
-            setUpRing(q, 0);
+            setUpRing(q, options.initialBase());
         }
         sync();
         return this;
@@ -330,7 +355,7 @@ public final class TestFrontend implements AutoCloseable {
     public int resetRing(int q) throws IOException {
         int base = getVringBase(q);
         rings[q].resetDriverState();
-        setUpRing(q, 0);
+        setUpRing(q, options.initialBase());
         sync();
         return base;
     }
