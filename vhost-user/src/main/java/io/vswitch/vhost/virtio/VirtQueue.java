@@ -503,24 +503,13 @@ public final class VirtQueue {
         if (u == null || fault != QueueFault.NONE) {
             return;
         }
+        if (inOrder) {
+            completeTxInOrder(u, batch.count() + batch.dropped);
+            return;
+        }
         try {
             final int m = mask;
             int idx = usedIdx;
-            if (inOrder) {
-                // IN_ORDER: one used element, the last chain's head, stands for the whole burst (2.7.9)
-                int n = batch.count() + batch.dropped;
-                if (n > 0) {
-                    long at = USED_RING + (long) USED_ELEM_SIZE * ((idx + n - 1) & m);
-                    u.set(U64, at, usedElement(burstLastHead, 0));
-                    final DirtyLog log = dirtyLog;
-                    if (log != null) {
-                        logUsed(log, at, USED_ELEM_SIZE);
-                    }
-                    usedIdx = (idx + n) & 0xFFFF;
-                    publishUsed();
-                }
-                return;
-            }
             for (int i = 0, n = batch.count(); i < n; i++) {
                 long at = USED_RING + (long) USED_ELEM_SIZE * (idx & m);
                 u.set(U64, at, usedElement(batch.head[i], 0));
@@ -538,6 +527,26 @@ public final class VirtQueue {
                 }
             }
             usedIdx = idx;
+            publishUsed();
+        } catch (RuntimeException e) {
+            fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
+        }
+    }
+
+    /** IN_ORDER: one used element, the last chain's head, stands for the whole burst of {@code n} chains (2.7.9). */
+    private void completeTxInOrder(MemorySegment u, int n) {
+        if (n == 0) {
+            return;
+        }
+        try {
+            int idx = usedIdx;
+            long at = USED_RING + (long) USED_ELEM_SIZE * ((idx + n - 1) & mask);
+            u.set(U64, at, usedElement(burstLastHead, 0));
+            final DirtyLog log = dirtyLog;
+            if (log != null) {
+                logUsed(log, at, USED_ELEM_SIZE);
+            }
+            usedIdx = (idx + n) & 0xFFFF;
             publishUsed();
         } catch (RuntimeException e) {
             fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));

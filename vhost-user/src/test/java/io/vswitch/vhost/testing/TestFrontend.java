@@ -209,6 +209,9 @@ public final class TestFrontend implements AutoCloseable {
             }
             chainIds.clear();
             chainBuffers.clear();
+            if (index == TX) {
+                inOrderHeads.clear();
+            }
             ram.asSlice(descOffset, descTableBytes(size)).fill((byte) 0);
             ram.asSlice(availOffset, availBytes(size)).fill((byte) 0);
             ram.asSlice(usedOffset, usedBytes(size)).fill((byte) 0);
@@ -798,6 +801,7 @@ public final class TestFrontend implements AutoCloseable {
         }
         r.chainIds.put(head, ids);
         r.chainBuffers.put(head, buffers);
+        inOrderHeads.add(head);
         publish(TX, head);
         return head;
     }
@@ -806,6 +810,26 @@ public final class TestFrontend implements AutoCloseable {
     public List<Used> txCompleted() {
         return consumeUsed(TX);
     }
+
+    /**
+     * With IN_ORDER: the TX used entries since the last call, where one entry may stand for every chain made
+     * available before it (the device writes only the burst's last); frees the chains in the order they were
+     * made available.
+     */
+    public List<Used> txCompletedInOrder() {
+        Ring r = rings[TX];
+        int idx = usedIdx(TX);
+        List<Used> out = new ArrayList<>();
+        while (r.lastUsed != idx) {
+            int head = inOrderHeads.poll();
+            r.lastUsed = (r.lastUsed + 1) & 0xFFFF;
+            out.add(new Used(head, 0));
+            release(r, head);
+        }
+        return out;
+    }
+
+    private final ArrayDeque<Integer> inOrderHeads = new ArrayDeque<>();
 
     private List<Used> consumeUsed(int q) {
         Ring r = rings[q];
@@ -821,6 +845,9 @@ public final class TestFrontend implements AutoCloseable {
     }
 
     private void release(Ring r, int head) {
+        if (r.index == TX) {
+            inOrderHeads.remove(Integer.valueOf(head));
+        }
         int[] ids = r.chainIds.remove(head);
         r.chainBuffers.remove(head);
         if (ids == null) {
