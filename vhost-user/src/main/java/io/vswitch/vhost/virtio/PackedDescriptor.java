@@ -95,6 +95,38 @@ public final class PackedDescriptor {
         publishFlags(flags);
     }
 
+    // ---------------------------------------------------------------- static access for the data path
+    // (no flyweight state: the worker's loops keep the ring segment and the offset in locals)
+
+    private static final VarHandle U64_ATOMIC = ValueLayout.JAVA_LONG.varHandle();
+
+    /** The flags of the descriptor at {@code offset}, with acquire semantics. */
+    public static int flagsAcquire(MemorySegment ring, long offset) {
+        return (short) U16_ATOMIC.getAcquire(ring, offset + FLAGS) & 0xFFFF;
+    }
+
+    /** len, id and flags of the descriptor at {@code offset} in one 8-byte load: len in bits 0..31, id 32..47, flags 48..63. */
+    public static long lenIdFlags(MemorySegment ring, long offset) {
+        return ring.get(U64, offset + LEN);
+    }
+
+    public static long addr(MemorySegment ring, long offset) {
+        return ring.get(U64, offset + ADDR);
+    }
+
+    /** A used descriptor's len, id and flags as the 8-byte word at offset {@link #LEN}. */
+    public static long usedWord(int id, int length, int flags) {
+        return (length & 0xFFFF_FFFFL) | ((long) (id & 0xFFFF) << 32) | ((long) flags << 48);
+    }
+
+    /**
+     * Writes a used descriptor's len, id and flags with one 8-byte store with release semantics (the flags
+     * become visible together with id and len). {@code offset} is the descriptor's, 16-byte aligned.
+     */
+    public static void publishUsed(MemorySegment ring, long offset, long usedWord) {
+        U64_ATOMIC.setRelease(ring, offset + LEN, usedWord);
+    }
+
     /** True when {@code flags} mark the descriptor available for a driver whose wrap counter is {@code wrap} (0 or 1). */
     public static boolean isAvailable(int flags, int wrap) {
         return ((flags >>> 7) & 1) == wrap && ((flags >>> 15) & 1) != wrap;

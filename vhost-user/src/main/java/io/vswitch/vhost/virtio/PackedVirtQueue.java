@@ -39,8 +39,6 @@ import static io.vswitch.vhost.virtio.PackedDescriptor.F_WRITE;
  */
 final class PackedVirtQueue {
     private final VirtQueue owner;
-    private final PackedDescriptor ringDesc = new PackedDescriptor();
-    private final PackedDescriptor tableDesc = new PackedDescriptor();
     private final EventSuppression driverEvent = new EventSuppression();
     private final EventSuppression deviceEvent = new EventSuppression();
 
@@ -114,6 +112,10 @@ final class PackedVirtQueue {
         if (d == null || drv == null || dev == null) {
             return String.format("packed ring not inside guest memory: descriptors 0x%x, driver area 0x%x,"
                     + " device area 0x%x (size %d)", descAddr, driverAddr, deviceAddr, size);
+        }
+        if ((d.address() & 15) != 0 || (drv.address() & 3) != 0 || (dev.address() & 3) != 0) {
+            // aligned in the frontend's address space but not in ours: the memory table's addresses disagree
+            return String.format("packed ring misaligned in the mapping: descriptors at 0x%x", d.address());
         }
         int position = base & 0x7FFF;
         if (position >= size) {
@@ -189,7 +191,7 @@ final class PackedVirtQueue {
             return false;
         }
         try {
-            return PackedDescriptor.isAvailable(ringDesc.wrap(ring, (long) availPos * PackedDescriptor.SIZE).flagsAcquire(), availWrap);
+            return PackedDescriptor.isAvailable(PackedDescriptor.flagsAcquire(ring, (long) availPos * PackedDescriptor.SIZE), availWrap);
         } catch (RuntimeException e) {
             return owner.fail(QueueFault.MEMORY_GONE, e.getMessage());
         }
@@ -258,11 +260,12 @@ final class PackedVirtQueue {
                     chainDone = true;
                     return 0;
                 }
-                PackedDescriptor t = tableDesc.wrap(tableSegment, tableBase + (long) tableCursor * PackedDescriptor.SIZE);
+                final long at = tableBase + (long) tableCursor * PackedDescriptor.SIZE;
                 tableCursor++;
-                addr = t.addr();
-                length = t.len();
-                flags = t.flags();
+                final long word = PackedDescriptor.lenIdFlags(tableSegment, at);
+                addr = PackedDescriptor.addr(tableSegment, at);
+                length = word & 0xFFFF_FFFFL;
+                flags = (int) (word >>> 48);
                 if ((flags & F_INDIRECT) != 0) {
                     owner.fail(QueueFault.NESTED_INDIRECT, "indirect descriptor " + (tableCursor - 1) + " inside an indirect table");
                     return -1;
@@ -272,16 +275,19 @@ final class PackedVirtQueue {
                     owner.fail(QueueFault.CHAIN_LOOP, "chain of more than " + size + " descriptors from slot " + cursorPos);
                     return -1;
                 }
-                PackedDescriptor d = ringDesc.wrap(ring, (long) cursorPos * PackedDescriptor.SIZE);
-                flags = ringDescs == 0 ? d.flags() : d.flagsAcquire();
+                // the head's flags were read with acquire semantics, and the driver makes the head available
+                // last: the chain's other descriptors are visible, one 8-byte load each for len, id and flags
+                final long at = (long) cursorPos * PackedDescriptor.SIZE;
+                final long word = PackedDescriptor.lenIdFlags(ring, at);
+                flags = (int) (word >>> 48);
                 if (ringDescs > 0 && !PackedDescriptor.isAvailable(flags, cursorWrap)) {
                     owner.fail(QueueFault.CHAIN_NOT_AVAILABLE, "slot " + cursorPos + " (flags 0x" + Integer.toHexString(flags)
                             + ", wrap " + cursorWrap + ") continues a chain but is not available");
                     return -1;
                 }
-                addr = d.addr();
-                length = d.len();
-                bufferId = d.id();   // the chain's last descriptor carries the buffer ID that counts
+                addr = PackedDescriptor.addr(ring, at);
+                length = word & 0xFFFF_FFFFL;
+                bufferId = (int) (word >>> 32) & 0xFFFF;   // the chain's last descriptor carries the buffer ID that counts
                 ringDescs++;
                 if (++cursorPos == size) {
                     cursorPos = 0;
@@ -346,7 +352,7 @@ final class PackedVirtQueue {
             final int capacity = batch.capacity();
             int slots = 0;
             while (batch.count() + batch.dropped < capacity) {
-                int flags = ringDesc.wrap(ring, (long) pos * PackedDescriptor.SIZE).flagsAcquire();
+                int flags = PackedDescriptor.flagsAcquire(ring, (long) pos * PackedDescriptor.SIZE);
                 if (!PackedDescriptor.isAvailable(flags, wrap)) {
                     break;
                 }
@@ -442,27 +448,32 @@ final class PackedVirtQueue {
             final int firstWrap = usedWrap;
             int pos = firstPos;
             int wrap = firstWrap;
+            final MemorySegment r = ring;
+            final DirtyLog log = owner.dirtyLog();
             if (inOrder) {
                 int descs = 0;
                 for (int i = 0; i < n; i++) {
                     descs += chainDescs[i];
                 }
-                ringDesc.wrap(ring, (long) pos * PackedDescriptor.SIZE).writeIdAndLength(chainId[n - 1], 0);
                 pos += descs;
                 while (pos >= size) {
                     pos -= size;
                     wrap ^= 1;
                 }
-                ringDesc.publishFlags(PackedDescriptor.usedFlags(firstWrap));
-                logRing(firstPos, 1);
+                PackedDescriptor.publishUsed(r, (long) firstPos * PackedDescriptor.SIZE,
+                        PackedDescriptor.usedWord(chainId[n - 1], 0, PackedDescriptor.usedFlags(firstWrap)));
+                if (log != null) {
+                    logRing(log, firstPos, 1);
+                }
             } else {
                 for (int i = 0; i < n; i++) {
-                    PackedDescriptor d = ringDesc.wrap(ring, (long) pos * PackedDescriptor.SIZE);
-                    d.writeIdAndLength(chainId[i], 0);
                     if (i > 0) {
-                        d.publishFlags(PackedDescriptor.usedFlags(wrap));
+                        PackedDescriptor.publishUsed(r, (long) pos * PackedDescriptor.SIZE,
+                                PackedDescriptor.usedWord(chainId[i], 0, PackedDescriptor.usedFlags(wrap)));
                     }
-                    logRing(pos, 1);
+                    if (log != null) {
+                        logRing(log, pos, 1);
+                    }
                     pos += chainDescs[i];
                     if (pos >= size) {
                         pos -= size;
@@ -470,7 +481,8 @@ final class PackedVirtQueue {
                     }
                 }
                 // the first one last: the driver sees the whole burst at once
-                ringDesc.wrap(ring, (long) firstPos * PackedDescriptor.SIZE).publishFlags(PackedDescriptor.usedFlags(firstWrap));
+                PackedDescriptor.publishUsed(r, (long) firstPos * PackedDescriptor.SIZE,
+                        PackedDescriptor.usedWord(chainId[0], 0, PackedDescriptor.usedFlags(firstWrap)));
             }
             usedPos = pos;
             usedWrap = wrap;
@@ -480,9 +492,8 @@ final class PackedVirtQueue {
         }
     }
 
-    private void logRing(int pos, int descriptors) {
-        DirtyLog log = owner.dirtyLog();
-        if (log != null && ringGpa >= 0) {
+    private void logRing(DirtyLog log, int pos, int descriptors) {
+        if (ringGpa >= 0) {
             log.markGuest(ringGpa + (long) pos * PackedDescriptor.SIZE, (long) descriptors * PackedDescriptor.SIZE);
         }
     }
@@ -510,7 +521,7 @@ final class PackedVirtQueue {
             int buffers = 0;
             final DirtyLog log = owner.dirtyLog();
             while (remaining > 0) {
-                int flags = ringDesc.wrap(ring, (long) availPos * PackedDescriptor.SIZE).flagsAcquire();
+                int flags = PackedDescriptor.flagsAcquire(ring, (long) availPos * PackedDescriptor.SIZE);
                 if (!PackedDescriptor.isAvailable(flags, availWrap)) {
                     owner.rxNoRoom++;
                     return rollback(startPos, startWrap, startStaged, startSlots);
@@ -633,20 +644,31 @@ final class PackedVirtQueue {
             final int firstWrap = usedWrap;
             int pos = firstPos;
             int wrap = firstWrap;
-            for (int i = 0; i < n; i++) {
-                PackedDescriptor d = ringDesc.wrap(ring, (long) pos * PackedDescriptor.SIZE);
-                d.writeIdAndLength(stagedId[i], stagedLen[i]);
-                if (i > 0) {
-                    d.publishFlags(PackedDescriptor.usedFlags(wrap));
-                }
-                logRing(pos, 1);
-                pos += stagedDescs[i];
+            final MemorySegment r = ring;
+            final DirtyLog log = owner.dirtyLog();
+            for (int i = 1; i < n; i++) {
+                pos += stagedDescs[i - 1];
                 if (pos >= size) {
                     pos -= size;
                     wrap ^= 1;
                 }
+                PackedDescriptor.publishUsed(r, (long) pos * PackedDescriptor.SIZE,
+                        PackedDescriptor.usedWord(stagedId[i], stagedLen[i], PackedDescriptor.usedFlags(wrap)));
+                if (log != null) {
+                    logRing(log, pos, 1);
+                }
             }
-            ringDesc.wrap(ring, (long) firstPos * PackedDescriptor.SIZE).publishFlags(PackedDescriptor.usedFlags(firstWrap));
+            pos += stagedDescs[n - 1];
+            if (pos >= size) {
+                pos -= size;
+                wrap ^= 1;
+            }
+            // the first one last: the driver sees the whole burst at once
+            PackedDescriptor.publishUsed(r, (long) firstPos * PackedDescriptor.SIZE,
+                    PackedDescriptor.usedWord(stagedId[0], stagedLen[0], PackedDescriptor.usedFlags(firstWrap)));
+            if (log != null) {
+                logRing(log, firstPos, 1);
+            }
             usedPos = pos;
             usedWrap = wrap;
             callIfAsked();
