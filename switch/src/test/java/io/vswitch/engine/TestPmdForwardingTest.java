@@ -107,8 +107,9 @@ class TestPmdForwardingTest {
         SwitchConfig config = ConfigLoader.parse(yaml, "test.yaml");
         try (Switch sw = Switch.start(config)) {
             List<String> eal = new ArrayList<>(List.of("-l", "0,1", "--no-pci",
-                    "--vdev", "net_virtio_user0,path=" + dir.resolve("a.sock") + vdevArgs,
-                    "--vdev", "net_virtio_user1,path=" + dir.resolve("b.sock") + vdevArgs));
+                    // the MACs as devargs: testpmd's `mac_addr set` cannot change a virtio-user port's MAC
+                    "--vdev", "net_virtio_user0,mac=02:00:00:00:00:01,path=" + dir.resolve("a.sock") + vdevArgs,
+                    "--vdev", "net_virtio_user1,mac=02:00:00:00:00:02,path=" + dir.resolve("b.sock") + vdevArgs));
             eal.addAll(hugepages ? List.of("-m", "512", "--single-file-segments") : List.of("--no-huge", "-m", "1024"));
             List<String> app = new ArrayList<>(List.of("-i", "--total-num-mbufs=16384", "--nb-cores=1"));
             if (mode.equals("learning")) {
@@ -117,12 +118,7 @@ class TestPmdForwardingTest {
             }
             try (TestPmd pmd = TestPmd.start("pmd-" + mode + (hugepages ? "-huge" : "") + vdevArgs.replace(',', '-').replace('=', '_'),
                     dir, eal, app)) {
-                if (mode.equals("learning")) {
-                    pmd.command("port stop all", Duration.ofSeconds(30));
-                    pmd.command("mac_addr set 0 02:00:00:00:00:01", Duration.ofSeconds(10));
-                    pmd.command("mac_addr set 1 02:00:00:00:00:02", Duration.ofSeconds(10));
-                    pmd.command("port start all", Duration.ofSeconds(30));
-                } else {
+                if (!mode.equals("learning")) {
                     pmd.command("set fwd io", Duration.ofSeconds(10));
                 }
                 pmd.command("start tx_first", Duration.ofSeconds(30));
