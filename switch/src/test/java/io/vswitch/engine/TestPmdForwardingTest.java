@@ -54,11 +54,39 @@ class TestPmdForwardingTest {
         run("learning", false, 2);
     }
 
+    // DPDK's virtio-user negotiates IN_ORDER by default (in_order=1) and split rings (packed_vq=0)
+
+    @Test
+    void crossConnectSplitRingWithoutInOrder() throws Exception {
+        run("cross-connect", false, 1, ",in_order=0");
+    }
+
+    @Test
+    void crossConnectPackedRing() throws Exception {
+        run("cross-connect", false, 1, ",packed_vq=1,in_order=0");
+    }
+
+    @Test
+    void crossConnectPackedRingInOrder() throws Exception {
+        run("cross-connect", false, 1, ",packed_vq=1,in_order=1");
+    }
+
+    @Test
+    void learningBridgePackedRingWithHugepages() throws Exception {
+        Peers.require(freeHugePages() >= 512, "512 free 2 MiB hugepages and hugetlbfs at /dev/hugepages");
+        run("learning", true, 1, ",packed_vq=1");
+    }
+
     private void run(String mode, boolean hugepages) throws Exception {
         run(mode, hugepages, 1);
     }
 
     private void run(String mode, boolean hugepages, int workers) throws Exception {
+        run(mode, hugepages, workers, "");
+    }
+
+    /** {@code vdevArgs} is appended to both net_virtio_user vdevs (packed_vq=1, in_order=0, ...). */
+    private void run(String mode, boolean hugepages, int workers, String vdevArgs) throws Exception {
         TestPmd.require();
         String yaml = """
                 switch:
@@ -80,15 +108,16 @@ class TestPmdForwardingTest {
         try (Switch sw = Switch.start(config)) {
             List<String> eal = new ArrayList<>(List.of("-l", "0,1", "--no-pci",
                     // the MACs as devargs: testpmd's `mac_addr set` cannot change a virtio-user port's MAC
-                    "--vdev", "net_virtio_user0,mac=02:00:00:00:00:01,path=" + dir.resolve("a.sock"),
-                    "--vdev", "net_virtio_user1,mac=02:00:00:00:00:02,path=" + dir.resolve("b.sock")));
+                    "--vdev", "net_virtio_user0,mac=02:00:00:00:00:01,path=" + dir.resolve("a.sock") + vdevArgs,
+                    "--vdev", "net_virtio_user1,mac=02:00:00:00:00:02,path=" + dir.resolve("b.sock") + vdevArgs));
             eal.addAll(hugepages ? List.of("-m", "512", "--single-file-segments") : List.of("--no-huge", "-m", "1024"));
             List<String> app = new ArrayList<>(List.of("-i", "--total-num-mbufs=16384", "--nb-cores=1"));
             if (mode.equals("learning")) {
                 // a learning bridge forwards by MAC: frames of port 0 must be addressed to port 1's MAC and back
                 app.addAll(List.of("--forward-mode=mac", "--eth-peer=0,02:00:00:00:00:02", "--eth-peer=1,02:00:00:00:00:01"));
             }
-            try (TestPmd pmd = TestPmd.start("pmd-" + mode + (hugepages ? "-huge" : ""), dir, eal, app)) {
+            try (TestPmd pmd = TestPmd.start("pmd-" + mode + (hugepages ? "-huge" : "") + vdevArgs.replace(',', '-').replace('=', '_'),
+                    dir, eal, app)) {
                 if (!mode.equals("learning")) {
                     pmd.command("set fwd io", Duration.ofSeconds(10));
                 }
@@ -110,8 +139,12 @@ class TestPmdForwardingTest {
                 long bRx = value(snap, "b", "rx_packets");
                 long aTx = value(snap, "a", "tx_packets");
                 long bTx = value(snap, "b", "tx_packets");
-                System.out.printf("%s%s, %d worker(s): testpmd %s; switch a rx %d tx %d, b rx %d tx %d%n", mode,
-                        hugepages ? " (hugepages)" : "", workers, stats, aRx, aTx, bRx, bTx);
+                System.out.printf("%s%s%s, %d worker(s): testpmd %s; switch a rx %d tx %d, b rx %d tx %d%n", mode,
+                        hugepages ? " (hugepages)" : "", vdevArgs, workers, stats, aRx, aTx, bRx, bTx);
+                if (vdevArgs.contains("packed_vq=1")) {
+                    assertTrue(sw.port("a").device.txQueue().isPacked() && sw.port("b").device.rxQueue().isPacked(),
+                            "the switch served packed rings");
+                }
 
                 assertTrue(aRx > 100_000, "traffic flowed: " + aRx + " frames from port 0");
                 assertTrue(bRx > 100_000, "traffic flowed both ways: " + bRx);

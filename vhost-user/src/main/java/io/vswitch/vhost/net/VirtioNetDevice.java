@@ -324,8 +324,9 @@ public final class VirtioNetDevice {
         if (bad != null) {
             return bad;
         }
-        if (size < 1 || size > 32768 || Integer.bitCount(size) != 1) {
-            return "queue " + index + " size " + size + " is not a power of two in 1..32768";
+        boolean packed = Features.has(features, Features.VIRTIO_F_RING_PACKED);
+        if (size < 1 || size > 32768 || (!packed && Integer.bitCount(size) != 1)) {
+            return "queue " + index + " size " + size + (packed ? " is not in 1..32768" : " is not a power of two in 1..32768");
         }
         setup[index].size = size;
         return null;
@@ -600,7 +601,9 @@ public final class VirtioNetDevice {
             if (!q.isConfigured()) {
                 String problem = q.configure(memory, s.size, s.descAddr, s.availAddr, s.usedAddr,
                         Features.has(features, Features.VIRTIO_RING_F_EVENT_IDX),
-                        Features.has(features, Features.VIRTIO_NET_F_MRG_RXBUF), s.base);
+                        Features.has(features, Features.VIRTIO_NET_F_MRG_RXBUF),
+                        Features.has(features, Features.VIRTIO_F_RING_PACKED),
+                        Features.has(features, Features.VIRTIO_F_IN_ORDER), s.base);
                 if (problem != null) {
                     markBroken("queue " + i + ": " + problem);
                     return;
