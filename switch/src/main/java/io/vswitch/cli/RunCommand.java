@@ -36,6 +36,11 @@ final class RunCommand implements Callable<Integer> {
             description = "For the default topology: where sockets and the counters file go (default: ${DEFAULT-VALUE})")
     Path runtimeDir = SwitchSettings.defaultRuntimeDir();
 
+    @Option(names = "--control-group", paramLabel = "GROUP",
+            description = {"Make the control socket (<runtime dir>/control.sock) mode 0660 in GROUP,",
+                    "so that its members may change the switch. Default: its owner (and root) only, mode 0600."})
+    String controlGroup;
+
     @Option(names = "--metrics", paramLabel = "HOST:PORT", converter = MetricsAddressConverter.class,
             description = {"Serve Prometheus metrics on http://HOST:PORT/metrics (and /healthz);",
                     "overrides switch.metrics of the topology. Port 0 picks a free port. Default: off."})
@@ -96,7 +101,7 @@ final class RunCommand implements Callable<Integer> {
         LiveTopology live = new LiveTopology(sw, Optional.ofNullable(config).map(c -> c.toAbsolutePath().normalize()));
         ControlServer control;
         try {
-            control = ControlServer.start(topology.settings().runtimeDir(), live);
+            control = ControlServer.start(topology.settings().runtimeDir(), live, Optional.ofNullable(controlGroup));
         } catch (IOException e) {
             System.err.println("vswitch: cannot open the control socket in " + topology.settings().runtimeDir() + ": "
                     + e.getMessage());

@@ -44,10 +44,13 @@ public final class ControlServer implements AutoCloseable {
     private final ServerSocketChannel server;
     private final LiveTopology topology;
     private final String owner;
+    /** When set, the socket is mode 0660 in this group and the file's permissions decide who connects. */
+    private final Optional<String> group;
     private final Thread acceptor;
     private volatile boolean closing;
 
-    private ControlServer(Path path, ServerSocketChannel server, LiveTopology topology) {
+    private ControlServer(Path path, ServerSocketChannel server, LiveTopology topology, Optional<String> group) {
+        this.group = group;
         this.path = path;
         this.server = server;
         this.topology = topology;
@@ -57,17 +60,30 @@ public final class ControlServer implements AutoCloseable {
 
     /** Binds {@code <runtimeDir>/control.sock} (the runtime directory's lock is held: any old one is stale). */
     public static ControlServer start(Path runtimeDir, LiveTopology topology) throws IOException {
+        return start(runtimeDir, topology, Optional.empty());
+    }
+
+    /**
+     * As {@link #start(Path, LiveTopology)}; with a {@code group}, the socket is mode 0660 and owned by that group,
+     * so that its members may change the switch too.
+     */
+    public static ControlServer start(Path runtimeDir, LiveTopology topology, Optional<String> group) throws IOException {
         Path path = runtimeDir.resolve(FILE_NAME);
         Files.deleteIfExists(path);
         ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
         try {
             server.bind(UnixDomainSocketAddress.of(path));
-            Files.setPosixFilePermissions(path, PosixFilePermissions.fromString("rw-------"));
+            Files.setPosixFilePermissions(path, PosixFilePermissions.fromString(group.isPresent() ? "rw-rw----" : "rw-------"));
+            if (group.isPresent()) {
+                var principal = path.getFileSystem().getUserPrincipalLookupService().lookupPrincipalByGroupName(group.get());
+                Files.getFileAttributeView(path, java.nio.file.attribute.PosixFileAttributeView.class).setGroup(principal);
+            }
         } catch (IOException | RuntimeException e) {
             server.close();
+            Files.deleteIfExists(path);
             throw e;
         }
-        ControlServer control = new ControlServer(path, server, topology);
+        ControlServer control = new ControlServer(path, server, topology, group);
         control.acceptor.start();
         return control;
     }
@@ -97,7 +113,7 @@ public final class ControlServer implements AutoCloseable {
         try (client) {
             Reply reply;
             String who = peer(client);
-            if (who != null && !who.equals(owner) && !who.equals("root")) {
+            if (group.isEmpty() && who != null && !who.equals(owner) && !who.equals("root")) {
                 reply = new Reply(1, "vswitch: the control socket serves its owner (" + owner + ") and root, not " + who + "\n");
             } else {
                 List<String> request = read(client);

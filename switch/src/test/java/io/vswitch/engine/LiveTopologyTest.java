@@ -305,6 +305,18 @@ class LiveTopologyTest {
     }
 
     @Test
+    void aControlGroupOpensTheSocketToItsMembers() throws Exception {
+        Switch sw = Switch.start(ConfigLoader.parse(yaml("learning", port("a", ""), ""), "live.yaml"));
+        try (sw; ControlServer control = ControlServer.start(rt(), new LiveTopology(sw, Optional.empty()), Optional.of("root"))) {
+            Path socket = rt().resolve(ControlServer.FILE_NAME);
+            assertEquals("rw-rw----", PosixFilePermissions.toString(Files.getPosixFilePermissions(socket)));
+            assertEquals("root", Files.readAttributes(socket, java.nio.file.attribute.PosixFileAttributes.class).group().getName());
+            assertEquals(0, ctl("show").code());
+        }
+        assertFalse(Files.exists(rt().resolve(ControlServer.FILE_NAME)), "closing removes the socket");
+    }
+
+    @Test
     void crossConnectLinksChangeAtRuntime() throws Exception {
         try (Running r = start(yaml("cross-connect", port("a", "") + port("b", ""), "links:\n  - [a, b]"), Optional.empty());
              TestFrontend a = TestFrontend.connect(dir.resolve("a.sock")).setUp()) {
