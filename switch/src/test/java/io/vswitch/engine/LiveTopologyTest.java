@@ -166,6 +166,22 @@ class LiveTopologyTest {
                 assertEquals(256, ((Map<?, ?>) ((Map<?, ?>) pc.get("queues")).get("rx")).get("size"));
                 assertEquals(1, ((List<?>) pc.get("memory_regions")).size());
                 assertEquals(List.of("a", "b", "c"), ((Map<?, ?>) ((List<?>) show.get("workers")).getFirst()).get("ports"));
+                // stats --json: the counters file as JSON
+                java.io.ByteArrayOutputStream captured = new java.io.ByteArrayOutputStream();
+                java.io.PrintStream stdout = System.out;
+                int statsExit;
+                System.setOut(new java.io.PrintStream(captured, true, java.nio.charset.StandardCharsets.UTF_8));
+                try {
+                    statsExit = Main.execute("stats", "--json", "--counters", counters.toString());
+                } finally {
+                    System.setOut(stdout);
+                }
+                assertEquals(0, statsExit);
+                Map<?, ?> stats = new Yaml().load(captured.toString(java.nio.charset.StandardCharsets.UTF_8));
+                Map<?, ?> statsC = (Map<?, ?>) ((Map<?, ?>) stats.get("ports")).get("c");
+                assertEquals(value(CountersFile.read(counters), "c", "rx_packets"), ((Number) statsC.get("rx_packets")).longValue());
+                assertTrue(((Map<?, ?>) stats.get("workers")).containsKey("0"), stats.toString());
+
                 ControlClient.Answer macs = ctl("mac", "list", "c");
                 assertTrue(macs.text().contains("02:00:00:00:00:0c") && macs.text().contains("1 entry"), macs.text());
 
