@@ -291,7 +291,9 @@ final class Worker implements Agent {
         if (!running) {
             add.run();
         } else {
-            submit(add);
+            while (!submit(add)) {   // a control thread: wait for room rather than lose the port
+                Thread.onSpinWait();
+            }
         }
     }
 
