@@ -58,7 +58,7 @@ class SwitchRestartTest {
                 assertTrue(value(snap, "r1", "kicks") > 0, "and woke the sleeping worker with kicks");
             }
             // the switch is gone: sockets removed, guests see their backend disappear
-            Thread.sleep(1000);
+            Thread.sleep(1000);   // the test's timeline: the switch stays down a while, as in a real restart
             try (Switch second = Switch.start(config)) {
                 awaitCounter(second.countersPath(), "r1", "link_up", 1);
                 awaitCounter(second.countersPath(), "r2", "link_up", 1);

@@ -454,6 +454,8 @@ public final class VirtioNetDevice {
      * Takes the frontend's dirty-page log (SET_LOG_BASE). A log it replaces is unmapped once the worker
      * cannot be writing it any more.
      */
+    private boolean dirtyLogging;
+
     public synchronized void setDirtyLog(DirtyLog log) {
         DirtyLog old = dirtyLog;
         dirtyLog = log;
@@ -474,6 +476,16 @@ public final class VirtioNetDevice {
         for (VirtQueue q : queues) {
             q.setDirtyLog(active);
         }
+        if ((active != null) != dirtyLogging) {
+            dirtyLogging = active != null;
+            LOG.log(Level.INFO, "port {0}: dirty-page logging {1}", name,
+                    dirtyLogging ? "on (a live migration copies this guest)" : "off");
+        }
+    }
+
+    /** True while writes into guest memory are being logged (a live migration is copying the guest). */
+    public synchronized boolean dirtyLogging() {
+        return dirtyLogging;
     }
 
     /** Who injects the announcement frame for SEND_RARP (the switch); called on the control thread. */
