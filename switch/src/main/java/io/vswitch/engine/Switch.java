@@ -64,6 +64,7 @@ public final class Switch implements AutoCloseable {
     private final List<Worker> workers = new ArrayList<>();
     private final List<AgentRunner> runners = new ArrayList<>();
     private final List<MappedMemory> poolMemory = new ArrayList<>();
+    private final List<Uplink> uplinks = new ArrayList<>();
     private final ScheduledExecutorService housekeeping;
     /** Errors thrown on worker threads, logged by housekeeping (the worker thread must not log). */
     private final ManyToOneConcurrentArrayQueue<Throwable> workerErrors = new ManyToOneConcurrentArrayQueue<>(64);
@@ -137,7 +138,7 @@ public final class Switch implements AutoCloseable {
         try {
             refuseServedSockets(config);
             counters = CountersFile.create(settings.runtimeDir().resolve(CountersFile.FILE_NAME),
-                    64 + config.ports().size() * 24 + settings.workers() * 4);
+                    64 + config.ports().size() * 28 + settings.workers() * 4);
         } catch (RuntimeException | IOException e) {
             lock.close();
             throw e;
@@ -155,7 +156,7 @@ public final class Switch implements AutoCloseable {
     /** Throws {@link SocketInUseException} for the first server socket path on which a live process listens. */
     private static void refuseServedSockets(SwitchConfig config) {
         for (PortConfig p : config.ports()) {
-            if (p.role() == SocketRole.SERVER && Files.exists(p.socket(), java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            if (p.isVhostUser() && p.role() == SocketRole.SERVER && Files.exists(p.socket(), java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
                 var listener = UnixSocket.probeListener(p.socket());
                 if (listener.isPresent()) {
                     throw new SocketInUseException(p.socket(), listener.get());
@@ -175,12 +176,21 @@ public final class Switch implements AutoCloseable {
         Map<String, SwitchPort> byName = new HashMap<>();
         for (int i = 0; i < all.length; i++) {
             PortConfig pc = config.ports().get(i);
-            VhostUserPort vhost = new VhostUserPort(pc.name(), pc.socket(),
-                    pc.role() == SocketRole.CLIENT ? VhostUserPort.Role.CLIENT : VhostUserPort.Role.SERVER);
             int access = pc.vlan() instanceof VlanMode.Access a ? a.vlan() : -1;
             List<Integer> trunk = pc.vlan() instanceof VlanMode.Trunk t ? t.vlans() : null;
-            SwitchPort port = new SwitchPort(i, pc.name(), vhost, pc.worker(), pc.mtu(), new PortCounters(counters, pc.name()),
-                    access, trunk);
+            SwitchPort port;
+            if (pc.isVhostUser()) {
+                VhostUserPort vhost = new VhostUserPort(pc.name(), pc.socket(),
+                        pc.role() == SocketRole.CLIENT ? VhostUserPort.Role.CLIENT : VhostUserPort.Role.SERVER);
+                port = new SwitchPort(i, pc.name(), vhost, pc.worker(), pc.mtu(), new PortCounters(counters, pc.name()),
+                        access, trunk);
+            } else {
+                PortCounters portCounters = new PortCounters(counters, pc.name());
+                Uplink uplink = Uplinks.open(pc, settings, portCounters, new UplinkCounters(counters, pc.name()));
+                uplinks.add(uplink);
+                port = new SwitchPort(i, pc.name(), null, uplink, pc.worker(), pc.mtu(), portCounters, access, trunk);
+                LOG.log(Level.INFO, "port {0}: {1}", pc.name(), uplink.describe());
+            }
             all[i] = port;
             byName.put(pc.name(), port);
             ports.add(port);
@@ -214,6 +224,9 @@ public final class Switch implements AutoCloseable {
         for (SwitchPort port : all) {
             Worker owner = workers.get(port.worker);
             owner.addPort(port);
+            if (port.uplink != null) {
+                continue;
+            }
             port.device.setQuiescence(owner.epoch());
             port.device.addStateListener(owner::wake);
             port.device.setAnnouncer(mac -> {
@@ -223,6 +236,9 @@ public final class Switch implements AutoCloseable {
             });
         }
         for (SwitchPort port : all) {
+            if (port.uplink != null) {
+                continue;
+            }
             port.vhost.start();
             PortConfig pc = config.ports().get(port.index);
             if (port.vhost.role() == VhostUserPort.Role.SERVER) {
@@ -313,6 +329,9 @@ public final class Switch implements AutoCloseable {
      */
     private void handleWorkerReports() {
         for (SwitchPort port : ports) {
+            if (port.uplink != null) {
+                continue;
+            }
             try {
                 port.device.handleRaised();
             } catch (RuntimeException e) {
@@ -339,6 +358,12 @@ public final class Switch implements AutoCloseable {
     private void mirrorControlCounters() {
         try {
             for (SwitchPort port : ports) {
+                if (port.uplink != null) {
+                    if (macTable != null) {
+                        set(port.counters.macs, macTable.learnedOn(port.index));
+                    }
+                    continue;
+                }
                 VirtQueue rx = port.device.rxQueue();
                 VirtQueue tx = port.device.txQueue();
                 set(port.counters.notifications, rx.callsSent + tx.callsSent);
@@ -375,6 +400,9 @@ public final class Switch implements AutoCloseable {
     public void close() {
         housekeeping.shutdownNow();
         for (SwitchPort port : ports) {
+            if (port.vhost == null) {
+                continue;
+            }
             try {
                 port.vhost.close();
             } catch (RuntimeException e) {
@@ -385,6 +413,9 @@ public final class Switch implements AutoCloseable {
             runner.close();
         }
         logWorkerErrors();   // what the workers reported since housekeeping's last run
+        for (Uplink uplink : uplinks) {
+            uplink.close();   // after the workers: nothing polls them any more
+        }
         for (MappedMemory m : poolMemory) {
             m.close();
         }
