@@ -84,9 +84,17 @@ public final class Switch implements AutoCloseable {
     /** Refuses settings the data plane does not implement yet, rather than silently ignoring them. */
     public static List<String> unsupported(SwitchConfig config) {
         List<String> problems = new ArrayList<>();
+        Map<String, String> interfaces = new HashMap<>();
         for (PortConfig p : config.ports()) {
             if (p.queues() != 1) {
                 problems.add("port " + p.name() + ": only 1 queue pair is implemented yet");
+            }
+            if (p.uplink() instanceof io.vswitch.config.UplinkConfig.AfPacket a) {
+                String other = interfaces.putIfAbsent(a.interfaceName(), p.name());
+                if (other != null) {
+                    problems.add("port " + p.name() + ": interface " + a.interfaceName() + " is already port " + other
+                            + "'s (one afpacket port per interface: PACKET_FANOUT across workers is not implemented yet)");
+                }
             }
         }
         try {

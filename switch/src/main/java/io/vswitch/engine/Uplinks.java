@@ -12,8 +12,7 @@ final class Uplinks {
     static Uplink open(PortConfig pc, SwitchSettings settings, PortCounters portCounters, UplinkCounters counters) {
         return switch (pc.uplink()) {
             case UplinkConfig.Vxlan v -> new VxlanUplink(pc.name(), v, pc.mtu(), settings.burst(), portCounters, counters);
-            case UplinkConfig.AfPacket a -> throw new IllegalArgumentException("port " + pc.name()
-                    + ": type afpacket is not implemented yet");
+            case UplinkConfig.AfPacket a -> new AfPacketUplink(pc.name(), a, pc.mtu(), portCounters, counters);
         };
     }
 }

@@ -160,6 +160,18 @@ public final class Sockets {
         }
     }
 
+    /** {@code getsockopt(2)} into {@code value}, {@code length} in/out; 0 or -errno. Allocates nothing. */
+    public static int getOption(int fd, int level, int option, MemorySegment value, MemorySegment length) {
+        MemorySegment state = Libc.callState();
+        int rc;
+        try {
+            rc = (int) GETSOCKOPT.invokeExact(state, fd, level, option, value, length);
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+        return rc < 0 ? -Libc.errno(state) : 0;
+    }
+
     /**
      * {@code recvmmsg(fd, msgs, count, MSG_DONTWAIT, NULL)}: how many messages arrived, 0 when none was waiting
      * (EAGAIN), never blocking; -errno on another failure. Allocates nothing.

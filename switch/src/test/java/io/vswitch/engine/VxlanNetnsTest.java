@@ -156,7 +156,7 @@ class VxlanNetnsTest {
             g.runOk("nc " + nsIp + " 5002 < /tmp/tx", Duration.ofSeconds(300));
             assertTrue(listener.waitFor(60, java.util.concurrent.TimeUnit.SECONDS), "the namespace's nc finished");
             String got = md5(received);
-            System.out.printf("%d KiB guest -> namespace over the tunnel in %d ms%n", kib, (System.nanoTime() - t0) / 1_000_000);
+            System.out.printf("%d KiB guest -> namespace over the uplink in %d ms%n", kib, (System.nanoTime() - t0) / 1_000_000);
             assertEquals(sent, got, "md5 of what the namespace received");
         } finally {
             listener.destroyForcibly();
@@ -182,7 +182,7 @@ class VxlanNetnsTest {
                 sender.destroyForcibly();
             }
             String got = g.runOk("wait; md5sum /tmp/rx", CMD).trim().split("\\s+")[0];
-            System.out.printf("%d KiB namespace -> guest over the tunnel in %d ms%n", kib, (System.nanoTime() - t0) / 1_000_000);
+            System.out.printf("%d KiB namespace -> guest over the uplink in %d ms%n", kib, (System.nanoTime() - t0) / 1_000_000);
             assertEquals(md5(file), got, "md5 of what the guest received");
         } finally {
             Files.deleteIfExists(file);
