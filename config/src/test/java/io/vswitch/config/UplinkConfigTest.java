@@ -59,7 +59,7 @@ class UplinkConfigTest {
     void badVxlanValues() {
         assertEquals("""
                 topo.yaml:4: ports[0].local: 'tunnel.example:4789' is not IP or IP:PORT (an IPv4 address, no host names)
-                topo.yaml:5: ports[0].remote: '2001:db8::1' is not IP or IP:PORT (an IPv4 address, no host names)
+                topo.yaml:5: ports[0].remote: '2001:db8::1': only IPv4 VXLAN endpoints are implemented
                 topo.yaml:6: ports[0].vni: 16777216 is out of range 0..16777215""", errorOf("""
                 ports:
                   - name: tun

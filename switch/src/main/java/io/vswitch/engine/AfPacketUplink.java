@@ -75,8 +75,14 @@ final class AfPacketUplink implements Uplink {
     static final int TX_STATUS_WRONG_FORMAT = 4;
     static final int TX_DATA_OFFSET = 48;
 
-    static final int RX_BLOCK_SIZE = 1 << 17;
-    static final int RX_BLOCKS = 32;
+    /**
+     * Small blocks, many of them: the kernel hands a block over when it is full or after {@link
+     * #RX_BLOCK_TIMEOUT_MS}, so a block must fill at the rates that matter (16 KiB: about 120 frames of 64
+     * bytes, 10 of 1500), or every burst waits for the timeout (measured: 1 ms per round trip with 128 KiB
+     * blocks, bench/RESULTS.md).
+     */
+    static final int RX_BLOCK_SIZE = 1 << 14;
+    static final int RX_BLOCKS = 256;
     static final int RX_FRAME_SIZE = 2048;
     /** A block that is not full is handed to us after this many ms: the latency bound at low rates. */
     static final int RX_BLOCK_TIMEOUT_MS = 1;
