@@ -5,6 +5,11 @@
 #
 #   part 1  vswitch cross-connect        vs  DPDK's own vhost backend (dpdk-testpmd net_vhost, io forwarding)
 #   part 2  vswitch learning bridge      vs  vswitch cross-connect, both with the client in mac forwarding
+#   part 3  vswitch through a VXLAN tunnel vs vswitch cross-connect (io): p0 <-> vxlan port A, UDP over
+#           loopback (127.0.0.1), vxlan port B <-> p1, so every frame is encapsulated (sendmmsg) and
+#           decapsulated (recvmmsg) once on the worker's core, the kernel's UDP path included
+#   part 4  vswitch through afpacket ports vs vswitch cross-connect (io): p0 <-> afpacket on vsuLB<pid>a, the
+#           veth pair's other end vsuLB<pid>b <-> afpacket <-> p1 (as root; the pair is removed on exit)
 #
 # and prints per run and in summary the aggregate Mpps (median, min-max) and the ratios. Mpps come from the
 # client's own port counters: (sum of RX-packets deltas + sum of TX-packets deltas) / 2 over both ports,
@@ -145,6 +150,7 @@ stop_all() {
 
 cleanup() {
     stop_all
+    ip link del "${VETH}a" 2>/dev/null || true
     if [[ -n "${KEEP_WORK:-}" ]]; then
         echo "loopback: logs kept in $WORK" >&2
     else
@@ -168,9 +174,24 @@ wait_for() {   # wait_for CONDITION SECONDS WHAT: evaluates CONDITION every 0.1 
     return 1
 }
 
-# start_vswitch MODE: cross-connect or learning, ports p0/p1 as server sockets in $WORK/run
+VETH="vsuLB$$"
+# start_vswitch MODE: cross-connect, learning, vxlan or afpacket; ports p0/p1 as server sockets in $WORK/run
 start_vswitch() {
-    local mode="$1" dir="$WORK/run"
+    local mode="$1" dir="$WORK/run" uplinks=""
+    case "$mode" in
+        vxlan)
+            uplinks=$'  - {name: ua, type: vxlan, local: "127.0.0.1:47891", remote: "127.0.0.1:47892", vni: 42}\n'
+            uplinks+=$'  - {name: ub, type: vxlan, local: "127.0.0.1:47892", remote: "127.0.0.1:47891", vni: 42}\n'
+            mode=cross-connect ;;
+        afpacket)
+            ip link show "${VETH}a" >/dev/null 2>&1 || {
+                ip link add "${VETH}a" type veth peer name "${VETH}b"
+                ip link set "${VETH}a" up; ip link set "${VETH}b" up
+            }
+            uplinks="  - {name: ua, type: afpacket, interface: ${VETH}a}"$'\n'
+            uplinks+="  - {name: ub, type: afpacket, interface: ${VETH}b}"$'\n'
+            mode=cross-connect ;;
+    esac
     rm -rf "$dir"; mkdir -p "$dir"
     cat >"$WORK/vswitch.yaml" <<EOF
 switch:
@@ -185,7 +206,10 @@ ports:
   - name: p1
     socket: $dir/p1.sock
 EOF
-    if [[ "$mode" == cross-connect ]]; then
+    if [[ -n "$uplinks" ]]; then
+        printf '%s' "$uplinks" >>"$WORK/vswitch.yaml"
+        printf 'links:\n  - [p0, ua]\n  - [ub, p1]\n' >>"$WORK/vswitch.yaml"
+    elif [[ "$mode" == cross-connect ]]; then
         printf 'links:\n  - [p0, p1]\n' >>"$WORK/vswitch.yaml"
     fi
     # = ./vswitch run -c FILE (same JVM flags), without the launcher's rebuild check; JVM confined to core 1
@@ -320,6 +344,8 @@ measure() {   # measure LABEL BACKEND(vswitch-cross|vswitch-learning|dpdk) FWD(i
     case "$backend" in
         vswitch-cross) start_vswitch cross-connect ;;
         vswitch-learning) start_vswitch learning ;;
+        vswitch-vxlan) start_vswitch vxlan ;;
+        vswitch-afpacket) start_vswitch afpacket ;;
         dpdk) start_dpdk_vhost ;;
     esac
     if ! run_client "$fwd"; then
@@ -359,6 +385,14 @@ for rep in $(seq "$REPS"); do
         measure "vswitch learning (mac)" vswitch-learning mac "$rep"
         measure "vswitch cross-connect (mac)" vswitch-cross mac "$rep"
     fi
+    if [[ ",$PARTS," == *",3,"* ]]; then
+        measure "vswitch via vxlan (io)" vswitch-vxlan io "$rep"
+        measure "vswitch cross-connect (io)" vswitch-cross io "$rep"
+    fi
+    if [[ ",$PARTS," == *",4,"* ]]; then
+        measure "vswitch via afpacket (io)" vswitch-afpacket io "$rep"
+        [[ ",$PARTS," == *",3,"* ]] || measure "vswitch cross-connect (io)" vswitch-cross io "$rep"
+    fi
 done
 
 SUMMARY="$(python3 - "$RESULTS" "$C2C_FAR_NS" <<'PY'
@@ -390,6 +424,8 @@ for title, keep in (("all runs", lambda r: True),
             print(f"ratio {a} / {b} = {r:.3f}  (target >= {target}: {'met' if r >= target else 'NOT met'})")
     ratio("vswitch cross-connect (io)", "dpdk vhost (io)", 1.0)
     ratio("vswitch learning (mac)", "vswitch cross-connect (mac)", 0.95)
+    ratio("vswitch via vxlan (io)", "vswitch cross-connect (io)", 0.0)
+    ratio("vswitch via afpacket (io)", "vswitch cross-connect (io)", 0.0)
 PY
 )"
 echo

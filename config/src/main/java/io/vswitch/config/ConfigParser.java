@@ -21,7 +21,10 @@ final class ConfigParser {
     static final List<String> SWITCH_KEYS = List.of("mode", "notify", "workers", "cpus", "burst",
             "mac-aging-seconds", "hybrid-quiet-polls", "runtime-dir", "metrics");
     static final List<String> PORT_KEYS = List.of("name", "socket", "mode", "notify", "worker", "mac-limit",
-            "vlan", "trunk", "mtu", "queues", "socket-mode", "socket-group");
+            "vlan", "trunk", "mtu", "queues", "socket-mode", "socket-group", "type", "local", "remote", "vni", "interface");
+    static final String[] PORT_TYPES = {"vhost-user", "vxlan", "afpacket"};
+    /** Linux interface names: IFNAMSIZ (16) including the NUL, no slash, no white space. */
+    private static final Pattern INTERFACE = Pattern.compile("[^/\\s:]{1,15}");
 
     /** Generous sanity bounds: far beyond any sensible setting, low enough to catch a stray extra digit. */
     static final int MAX_WORKERS = 256;
@@ -132,6 +135,13 @@ final class ConfigParser {
                                             Set<String> incompleteNames) {
         Optional<YamlValue> nameAt = m.require("name");
         Optional<String> name = nameAt.flatMap(ConfigParser::name);
+        String type = m.get("type").flatMap(v -> v.asOneOf(PORT_TYPES, t -> t)).orElse("vhost-user");
+        if (!type.equals("vhost-user")) {
+            return uplinkPort(m, type, name, nameAt, defaultNotify, workerLimit, incompleteNames);
+        }
+        for (String key : List.of("local", "remote", "vni", "interface")) {
+            m.get(key).ifPresent(v -> v.error("only for uplink ports (type: vxlan or afpacket), not vhost-user ones"));
+        }
         Optional<YamlValue> socketAt = m.require("socket");
         Optional<Path> socket = socketAt.flatMap(ConfigParser::socket);
         SocketRole role = m.get("mode").flatMap(v -> v.asOneOf(SocketRole.values(), SocketRole::yamlName))
@@ -153,6 +163,103 @@ final class ConfigParser {
         PortConfig port = new PortConfig(name.get(), socket.get(), role, notify, worker.orElse(0), macLimit, vlan,
                 mtu, queues, socketMode, socketGroup);
         return Optional.of(new PortEntry(port, m.self(), nameAt.get(), socketAt.get(), worker.isPresent()));
+    }
+
+    /** A {@code type: vxlan} or {@code type: afpacket} port: no socket, and the keys of its type. */
+    private static Optional<PortEntry> uplinkPort(YamlMapping m, String type, Optional<String> name,
+                                                  Optional<YamlValue> nameAt, NotifyMode defaultNotify,
+                                                  int workerLimit, Set<String> incompleteNames) {
+        for (String key : List.of("socket", "mode", "socket-mode", "socket-group", "queues")) {
+            m.get(key).ifPresent(v -> v.error("only for vhost-user ports, not type " + type));
+        }
+        List<String> foreign = type.equals("vxlan") ? List.of("interface") : List.of("local", "remote", "vni");
+        for (String key : foreign) {
+            m.get(key).ifPresent(v -> v.error("not a key of type " + type));
+        }
+        NotifyMode notify = m.get("notify").flatMap(v -> v.asOneOf(NotifyMode.values(), NotifyMode::yamlName))
+                .orElse(defaultNotify);
+        Optional<Integer> worker = m.get("worker").flatMap(v -> worker(v, workerLimit));
+        int macLimit = intOr(m, "mac-limit", 1, MAX_MAC_LIMIT, PortConfig.DEFAULT_MAC_LIMIT);
+        VlanMode vlan = vlan(m);
+        int mtu = intOr(m, "mtu", PortConfig.MIN_MTU, PortConfig.MAX_MTU, PortConfig.DEFAULT_MTU);
+        Optional<UplinkConfig> uplink;
+        if (type.equals("vxlan")) {
+            Optional<UplinkConfig.Endpoint> local = m.require("local").flatMap(ConfigParser::endpoint);
+            Optional<List<UplinkConfig.Endpoint>> remotes = m.require("remote").flatMap(ConfigParser::remotes);
+            Optional<Integer> vni = m.require("vni").flatMap(v -> v.asInt(0, UplinkConfig.Vxlan.MAX_VNI));
+            uplink = local.isPresent() && remotes.isPresent() && vni.isPresent()
+                    ? Optional.of(new UplinkConfig.Vxlan(local.get(), remotes.get(), vni.get())) : Optional.empty();
+        } else {
+            uplink = m.require("interface").flatMap(v -> v.asString().filter(text -> {
+                if (!INTERFACE.matcher(text).matches()) {
+                    v.error("'" + text + "' is not a Linux interface name (1 to 15 characters, no '/', ':' or space)");
+                    return false;
+                }
+                return true;
+            })).map(UplinkConfig.AfPacket::new);
+        }
+        if (name.isEmpty() || uplink.isEmpty()) {
+            name.ifPresent(incompleteNames::add);
+            return Optional.empty();
+        }
+        PortConfig port = new PortConfig(name.get(), null, PortConfig.DEFAULT_ROLE, notify, worker.orElse(0), macLimit,
+                vlan, mtu, 1, OptionalInt.empty(), Optional.empty(), uplink.get());
+        return Optional.of(new PortEntry(port, m.self(), nameAt.get(), m.self(), worker.isPresent()));
+    }
+
+    /** {@code IP} or {@code IP:PORT}, IPv4 (the port defaults to VXLAN's 4789). */
+    private static Optional<UplinkConfig.Endpoint> endpoint(YamlValue v) {
+        Optional<String> text = nonEmptyString(v);
+        if (text.isEmpty()) {
+            return Optional.empty();
+        }
+        String t = text.get().trim();
+        int port = UplinkConfig.Vxlan.DEFAULT_PORT;
+        int colon = t.indexOf(':');
+        if (colon >= 0 && t.indexOf(':', colon + 1) < 0) {
+            String p = t.substring(colon + 1);
+            if (!p.matches("[0-9]{1,5}") || Integer.parseInt(p) < 1 || Integer.parseInt(p) > 65535) {
+                v.error("'" + p + "' is not a UDP port (1..65535)");
+                return Optional.empty();
+            }
+            port = Integer.parseInt(p);
+            t = t.substring(0, colon);
+        }
+        java.net.InetAddress address;
+        try {
+            address = java.net.InetAddress.ofLiteral(t);
+        } catch (IllegalArgumentException e) {
+            v.error("'" + text.get() + "' is not IP or IP:PORT (an IPv4 address, no host names)");
+            return Optional.empty();
+        }
+        if (!(address instanceof java.net.Inet4Address v4)) {
+            v.error("'" + text.get() + "': only IPv4 VXLAN endpoints are implemented");
+            return Optional.empty();
+        }
+        return Optional.of(new UplinkConfig.Endpoint(v4, port));
+    }
+
+    /** One endpoint, or a list of them (the flood list). */
+    private static Optional<List<UplinkConfig.Endpoint>> remotes(YamlValue v) {
+        if (!v.isList()) {
+            return endpoint(v).map(List::of);
+        }
+        List<YamlValue> items = v.asList().orElseThrow();
+        if (items.isEmpty() || items.size() > UplinkConfig.Vxlan.MAX_REMOTES) {
+            v.error("must list 1.." + UplinkConfig.Vxlan.MAX_REMOTES + " remote VTEPs");
+            return Optional.empty();
+        }
+        List<UplinkConfig.Endpoint> out = new ArrayList<>();
+        boolean allValid = true;
+        for (YamlValue item : items) {
+            Optional<UplinkConfig.Endpoint> e = endpoint(item);
+            if (e.isPresent() && out.contains(e.get())) {
+                item.error("remote " + e.get() + " is listed twice");
+            }
+            e.filter(x -> !out.contains(x)).ifPresent(out::add);
+            allValid &= e.isPresent();
+        }
+        return allValid ? Optional.of(out) : Optional.empty();
     }
 
     private static Optional<String> name(YamlValue v) {

@@ -6,9 +6,10 @@ import java.util.Optional;
 import java.util.OptionalInt;
 
 /**
- * One vhost-user port: a guest NIC attached through a Unix socket.
+ * One port: a guest NIC attached through a vhost-user Unix socket, or an uplink ({@link UplinkConfig}: VXLAN
+ * tunnel, AF_PACKET interface), which has no socket.
  *
- * @param socket      absolute, normalized socket path
+ * @param socket      absolute, normalized socket path; null for an uplink
  * @param notifyMode  the port's notify mode, already resolved against the switch-wide one
  * @param worker      index of the worker thread that polls this port
  * @param macLimit    most MACs the switch learns on this port, so one guest cannot flood the table
@@ -16,6 +17,7 @@ import java.util.OptionalInt;
  * @param queues      queue pairs offered to the guest
  * @param socketMode  permission bits for a server socket file, e.g. {@code 0660}
  * @param socketGroup group owning a server socket file, so QEMU running as that group may connect
+ * @param uplink      what the port is when it is not a vhost-user socket, or null
  */
 public record PortConfig(
         String name,
@@ -28,7 +30,8 @@ public record PortConfig(
         int mtu,
         int queues,
         OptionalInt socketMode,
-        Optional<String> socketGroup) {
+        Optional<String> socketGroup,
+        UplinkConfig uplink) {
 
     public static final SocketRole DEFAULT_ROLE = SocketRole.SERVER;
     public static final int DEFAULT_MAC_LIMIT = 1024;
@@ -44,12 +47,25 @@ public record PortConfig(
 
     public PortConfig {
         Objects.requireNonNull(name, "name");
-        Objects.requireNonNull(socket, "socket");
+        if (uplink == null) {
+            Objects.requireNonNull(socket, "socket");
+        }
         Objects.requireNonNull(role, "role");
         Objects.requireNonNull(notifyMode, "notifyMode");
         Objects.requireNonNull(vlan, "vlan");
         Objects.requireNonNull(socketMode, "socketMode");
         Objects.requireNonNull(socketGroup, "socketGroup");
+    }
+
+    /** A vhost-user port. */
+    public PortConfig(String name, Path socket, SocketRole role, NotifyMode notifyMode, int worker, int macLimit,
+                      VlanMode vlan, int mtu, int queues, OptionalInt socketMode, Optional<String> socketGroup) {
+        this(name, socket, role, notifyMode, worker, macLimit, vlan, mtu, queues, socketMode, socketGroup, null);
+    }
+
+    /** True for a vhost-user port (one with a socket), false for an uplink. */
+    public boolean isVhostUser() {
+        return uplink == null;
     }
 
     /** A server-mode port with every optional setting at its default, owned by worker 0. */
@@ -64,6 +80,7 @@ public record PortConfig(
     }
 
     public PortConfig withWorker(int newWorker) {
-        return new PortConfig(name, socket, role, notifyMode, newWorker, macLimit, vlan, mtu, queues, socketMode, socketGroup);
+        return new PortConfig(name, socket, role, notifyMode, newWorker, macLimit, vlan, mtu, queues, socketMode, socketGroup,
+                uplink);
     }
 }

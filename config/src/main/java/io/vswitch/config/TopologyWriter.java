@@ -46,8 +46,23 @@ public final class TopologyWriter {
         StringBuilder y = new StringBuilder();
         String in = indent + "  ";
         y.append(indent).append("- name: ").append(p.name()).append('\n');
-        y.append(in).append("socket: ").append(quote(p.socket().toString())).append('\n');
-        y.append(in).append("mode: ").append(p.role().yamlName()).append('\n');
+        switch (p.uplink()) {
+            case null -> {
+                y.append(in).append("socket: ").append(quote(p.socket().toString())).append('\n');
+                y.append(in).append("mode: ").append(p.role().yamlName()).append('\n');
+            }
+            case UplinkConfig.Vxlan v -> {
+                y.append(in).append("type: vxlan\n");
+                y.append(in).append("local: ").append(quote(v.local().toString())).append('\n');
+                y.append(in).append("remote: ").append(v.remotes().stream().map(r -> quote(r.toString()))
+                        .collect(Collectors.joining(", ", "[", "]"))).append('\n');
+                y.append(in).append("vni: ").append(v.vni()).append('\n');
+            }
+            case UplinkConfig.AfPacket a -> {
+                y.append(in).append("type: afpacket\n");
+                y.append(in).append("interface: ").append(quote(a.interfaceName())).append('\n');
+            }
+        }
         y.append(in).append("notify: ").append(p.notifyMode().yamlName()).append('\n');
         y.append(in).append("worker: ").append(p.worker()).append('\n');
         y.append(in).append("mac-limit: ").append(p.macLimit()).append('\n');
@@ -57,6 +72,9 @@ public final class TopologyWriter {
             case VlanMode.Untagged u -> { }
         }
         y.append(in).append("mtu: ").append(p.mtu()).append('\n');
+        if (p.uplink() != null) {
+            return y.toString();   // no queues or socket ownership: those are vhost-user keys
+        }
         y.append(in).append("queues: ").append(p.queues()).append('\n');
         p.socketMode().ifPresent(m -> y.append(in).append("socket-mode: \"0").append(Integer.toOctalString(m)).append("\"\n"));
         p.socketGroup().ifPresent(g -> y.append(in).append("socket-group: ").append(quote(g)).append('\n'));

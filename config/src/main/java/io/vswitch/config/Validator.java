@@ -38,6 +38,9 @@ final class Validator {
     private static void uniqueSockets(List<PortEntry> ports) {
         Map<Path, PortEntry> seen = new HashMap<>();
         for (PortEntry p : ports) {
+            if (p.port().socket() == null) {
+                continue;   // an uplink
+            }
             PortEntry first = seen.putIfAbsent(p.port().socket(), p);
             if (first != null) {
                 String written = p.socketAt().asString().orElseThrow();

@@ -69,6 +69,10 @@ final class YamlValue {
         return wrongType("a mapping");
     }
 
+    boolean isList() {
+        return node instanceof SequenceNode;
+    }
+
     Optional<List<YamlValue>> asList() {
         if (!(node instanceof SequenceNode seq)) {
             return wrongType("a list");

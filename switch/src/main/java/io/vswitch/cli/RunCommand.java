@@ -154,6 +154,10 @@ final class RunCommand implements Callable<Integer> {
         System.out.println("vswitch: running; counters: ./vswitch stats --counters " + sw.countersPath());
         int mac = 1;
         for (PortConfig port : topology.ports()) {
+            if (!port.isVhostUser()) {
+                System.out.printf("%nport %s: %s uplink %s%n", port.name(), port.uplink().type(), port.uplink());
+                continue;
+            }
             String server = port.role() == SocketRole.CLIENT ? ",server=on,wait=off" : "";
             System.out.printf("%nport %s (%s, socket %s): attach a QEMU guest with%n", port.name(),
                     port.role().name().toLowerCase(), port.socket());

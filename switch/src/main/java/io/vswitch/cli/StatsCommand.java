@@ -79,6 +79,7 @@ final class StatsCommand implements Callable<Integer> {
         {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "link_up", "connections", "notifications", "kicks"},
         {"drop_rx_ring_full", "drop_no_buffers", "drop_port_down", "drop_invalid", "drop_over_mtu", "drop_vlan", "queue_faults",
             "protocol_errors", "macs_learned", "mac_moves", "macs"},
+        {"drop_malformed", "drop_vni", "drop_foreign_vtep", "drop_tx_error"},
     };
 
     static void print(CountersFile.Snapshot snap, CountersFile.Snapshot previous, double seconds) {
@@ -86,6 +87,9 @@ final class StatsCommand implements Callable<Integer> {
         Map<String, Map<String, Long>> before = previous == null ? Map.of() : group(previous, "port");
         System.out.printf("vswitch pid %d, up %.0f s%n", snap.pid(), (System.currentTimeMillis() - snap.startMillis()) / 1000.0);
         for (int t = 0; t < TABLES.length; t++) {
+            if (t == 2 && ports.values().stream().noneMatch(m -> m.containsKey(TABLES[2][0]))) {
+                continue;   // no uplinks
+            }
             List<String> columns = List.of(TABLES[t]);
             StringBuilder head = new StringBuilder(String.format("%-12s", "port"));
             for (String c : columns) {
@@ -97,6 +101,9 @@ final class StatsCommand implements Callable<Integer> {
             }
             System.out.println(head);
             for (var entry : ports.entrySet()) {
+                if (t == 2 && !entry.getValue().containsKey(columns.get(0))) {
+                    continue;   // the uplinks' table: vhost-user ports have none of these
+                }
                 StringBuilder row = new StringBuilder(String.format("%-12s", entry.getKey()));
                 for (String c : columns) {
                     row.append(String.format(" %" + width(c) + "d", entry.getValue().getOrDefault(c, 0L)));

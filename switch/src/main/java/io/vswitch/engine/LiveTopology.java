@@ -111,9 +111,22 @@ public final class LiveTopology {
         return "port " + name + " added (worker " + pc.worker() + ", socket " + pc.socket() + ")";
     }
 
+    /** Uplink ports (vxlan, afpacket) are opened and closed with the switch only, for now. */
+    private static Optional<String> uplinkProblem(PortConfig pc, String what) {
+        return pc.isVhostUser() ? Optional.empty() : Optional.of("port " + pc.name() + " is an uplink (vxlan or afpacket):"
+                + " uplinks cannot be " + what + " at runtime yet; change the file and restart the switch");
+    }
+
+    private static void refuseUplink(PortConfig pc, String what) {
+        uplinkProblem(pc, what).ifPresent(problem -> {
+            throw new Refused(1, problem);
+        });
+    }
+
     /** {@code port del NAME}: link down for its guest, memory and fds released, socket file removed. */
     public synchronized String deletePort(String name) {
         PortConfig pc = existing(name);
+        refuseUplink(pc, "deleted");
         delete(pc);
         return "port " + name + " deleted";
     }
@@ -292,6 +305,16 @@ public final class LiveTopology {
             SwitchPort p = live(pc.name());
             Map<String, Object> port = new LinkedHashMap<>();
             port.put("name", pc.name());
+            if (!pc.isVhostUser()) {
+                port.put("type", "uplink");
+                port.put("uplink", p.uplink.describe());
+                port.put("worker", pc.worker());
+                port.put("mtu", pc.mtu());
+                port.put("macs", sw.macTable() == null ? 0 : sw.macTable().learnedOn(p.index));
+                ports.add(port);
+                continue;
+            }
+            port.put("type", "vhost-user");
             port.put("role", pc.role().yamlName());
             port.put("socket", pc.socket().toString());
             port.put("connected", p.vhost.isConnected());
@@ -513,6 +536,15 @@ public final class LiveTopology {
             if (now.port(p.name()).isEmpty()) {
                 added.add(p);
             }
+        }
+        for (PortConfig p : removed) {
+            uplinkProblem(p, "removed").ifPresent(problems::add);
+        }
+        for (PortConfig p : added) {
+            uplinkProblem(p, "added").ifPresent(problems::add);
+        }
+        for (PortConfig[] r : replaced) {
+            uplinkProblem(r[0], "changed").or(() -> uplinkProblem(r[1], "changed")).ifPresent(problems::add);
         }
         Set<Set<String>> nowLinks = linkSet(now.links());
         Set<Set<String>> nextLinks = linkSet(next.links());

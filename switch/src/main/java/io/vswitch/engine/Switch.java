@@ -75,6 +75,7 @@ public final class Switch implements AutoCloseable {
     private final List<Worker> workers = new ArrayList<>();
     private final List<AgentRunner> runners = new ArrayList<>();
     private final List<MappedMemory> poolMemory = new ArrayList<>();
+    private final List<Uplink> uplinks = new ArrayList<>();
     private final ScheduledExecutorService housekeeping;
     /** Errors thrown on worker threads, logged by housekeeping (the worker thread must not log). */
     private final ManyToOneConcurrentArrayQueue<Throwable> workerErrors = new ManyToOneConcurrentArrayQueue<>(64);
@@ -94,9 +95,17 @@ public final class Switch implements AutoCloseable {
     /** Refuses settings the data plane does not implement yet, rather than silently ignoring them. */
     public static List<String> unsupported(SwitchConfig config) {
         List<String> problems = new ArrayList<>();
+        Map<String, String> interfaces = new HashMap<>();
         for (PortConfig p : config.ports()) {
             if (p.queues() != 1) {
                 problems.add("port " + p.name() + ": only 1 queue pair is implemented yet");
+            }
+            if (p.uplink() instanceof io.vswitch.config.UplinkConfig.AfPacket a) {
+                String other = interfaces.putIfAbsent(a.interfaceName(), p.name());
+                if (other != null) {
+                    problems.add("port " + p.name() + ": interface " + a.interfaceName() + " is already port " + other
+                            + "'s (one afpacket port per interface: PACKET_FANOUT across workers is not implemented yet)");
+                }
             }
         }
         try {
@@ -148,7 +157,7 @@ public final class Switch implements AutoCloseable {
         try {
             refuseServedSockets(config);
             counters = CountersFile.create(settings.runtimeDir().resolve(CountersFile.FILE_NAME),
-                    64 + (config.ports().size() + RUNTIME_PORT_ROOM) * 24 + settings.workers() * 4);
+                    64 + (config.ports().size() + RUNTIME_PORT_ROOM) * 28 + settings.workers() * 4);
         } catch (RuntimeException | IOException e) {
             lock.close();
             throw e;
@@ -166,7 +175,7 @@ public final class Switch implements AutoCloseable {
     /** Throws {@link SocketInUseException} for the first server socket path on which a live process listens. */
     private static void refuseServedSockets(SwitchConfig config) {
         for (PortConfig p : config.ports()) {
-            if (p.role() == SocketRole.SERVER && Files.exists(p.socket(), java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            if (p.isVhostUser() && p.role() == SocketRole.SERVER && Files.exists(p.socket(), java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
                 var listener = UnixSocket.probeListener(p.socket());
                 if (listener.isPresent()) {
                     throw new SocketInUseException(p.socket(), listener.get());
@@ -223,6 +232,9 @@ public final class Switch implements AutoCloseable {
             attach(port);
         }
         for (SwitchPort port : all) {
+            if (port.uplink != null) {
+                continue;
+            }
             port.vhost.start();
             PortConfig pc = config.ports().get(port.index);
             if (port.vhost.role() == VhostUserPort.Role.SERVER) {
@@ -246,18 +258,28 @@ public final class Switch implements AutoCloseable {
 
     /** A port's data-plane view of {@code pc}, at index {@code index}, with its counters. */
     SwitchPort newPort(int index, PortConfig pc) {
-        VhostUserPort vhost = new VhostUserPort(pc.name(), pc.socket(),
-                pc.role() == SocketRole.CLIENT ? VhostUserPort.Role.CLIENT : VhostUserPort.Role.SERVER);
         int access = pc.vlan() instanceof VlanMode.Access a ? a.vlan() : -1;
         List<Integer> trunk = pc.vlan() instanceof VlanMode.Trunk t ? t.vlans() : null;
-        return new SwitchPort(index, pc.name(), vhost, pc.worker(), pc.mtu(), new PortCounters(counters, pc.name()),
-                access, trunk);
+        if (pc.isVhostUser()) {
+            VhostUserPort vhost = new VhostUserPort(pc.name(), pc.socket(),
+                    pc.role() == SocketRole.CLIENT ? VhostUserPort.Role.CLIENT : VhostUserPort.Role.SERVER);
+            return new SwitchPort(index, pc.name(), vhost, pc.worker(), pc.mtu(), new PortCounters(counters, pc.name()),
+                    access, trunk);
+        }
+        PortCounters portCounters = new PortCounters(counters, pc.name());
+        Uplink uplink = Uplinks.open(pc, config.settings(), portCounters, new UplinkCounters(counters, pc.name()));
+        uplinks.add(uplink);
+        LOG.log(Level.INFO, "port {0}: {1}", pc.name(), uplink.describe());
+        return new SwitchPort(index, pc.name(), null, uplink, pc.worker(), pc.mtu(), portCounters, access, trunk);
     }
 
     /** Hands {@code port} to its worker (a queued command) and wires its device to that worker. */
     void attach(SwitchPort port) {
         Worker owner = workers.get(port.worker);
         owner.addPort(port);
+        if (port.uplink != null) {
+            return;
+        }
         port.device.setQuiescence(owner.epoch());
         port.device.addStateListener(owner::wake);
         port.device.setAnnouncer(mac -> {
@@ -383,6 +405,9 @@ public final class Switch implements AutoCloseable {
      */
     private void handleWorkerReports() {
         for (SwitchPort port : ports) {
+            if (port.uplink != null) {
+                continue;
+            }
             try {
                 port.device.handleRaised();
             } catch (RuntimeException e) {
@@ -415,6 +440,12 @@ public final class Switch implements AutoCloseable {
     private void mirrorControlCountersLocked() {
         try {
             for (SwitchPort port : ports) {
+                if (port.uplink != null) {
+                    if (macTable != null) {
+                        set(port.counters.macs, macTable.learnedOn(port.index));
+                    }
+                    continue;
+                }
                 VirtQueue rx = port.device.rxQueue();
                 VirtQueue tx = port.device.txQueue();
                 set(port.counters.notifications, rx.callsSent + tx.callsSent);
@@ -451,6 +482,9 @@ public final class Switch implements AutoCloseable {
     public void close() {
         housekeeping.shutdownNow();
         for (SwitchPort port : ports) {
+            if (port.vhost == null) {
+                continue;
+            }
             try {
                 port.vhost.close();
             } catch (RuntimeException e) {
@@ -461,6 +495,9 @@ public final class Switch implements AutoCloseable {
             runner.close();
         }
         logWorkerErrors();   // what the workers reported since housekeeping's last run
+        for (Uplink uplink : uplinks) {
+            uplink.close();   // after the workers: nothing polls them any more
+        }
         for (MappedMemory m : poolMemory) {
             m.close();
         }

@@ -3,12 +3,16 @@ package io.vswitch.engine;
 import io.vswitch.vhost.VhostUserPort;
 import io.vswitch.vhost.net.VirtioNetDevice;
 
-/** A port as the data plane sees it: its device, the worker that owns it, its limits and its counters. */
+/**
+ * A port as the data plane sees it: its device (or, for a port off the host, its {@link Uplink}; then
+ * {@code vhost} and {@code device} are null), the worker that owns it, its limits and its counters.
+ */
 final class SwitchPort {
     final int index;
     final String name;
     final VhostUserPort vhost;
     final VirtioNetDevice device;
+    final Uplink uplink;
     final int worker;
     /** Longest frame accepted from the guest; changed live by a command on the port's worker. */
     int maxFrame;
@@ -72,12 +76,18 @@ final class SwitchPort {
 
     SwitchPort(int index, String name, VhostUserPort vhost, int worker, int mtu, PortCounters counters,
                int accessVlan, java.util.List<Integer> trunkVlans) {
+        this(index, name, vhost, null, worker, mtu, counters, accessVlan, trunkVlans);
+    }
+
+    SwitchPort(int index, String name, VhostUserPort vhost, Uplink uplink, int worker, int mtu, PortCounters counters,
+               int accessVlan, java.util.List<Integer> trunkVlans) {
         this.index = index;
         this.accessVlan = accessVlan;
         this.trunk = trunkBits(trunkVlans);
         this.name = name;
         this.vhost = vhost;
-        this.device = vhost.device();
+        this.device = vhost == null ? null : vhost.device();
+        this.uplink = uplink;
         this.worker = worker;
         this.maxFrame = mtu + 18;
         this.counters = counters;

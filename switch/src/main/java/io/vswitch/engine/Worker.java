@@ -197,7 +197,7 @@ final class Worker implements Agent {
             VarHandle.fullFence();
             pending = !commands.isEmpty();
             for (SwitchPort port : ports) {
-                if (port.device.isRunning()) {
+                if (port.device != null && port.device.isRunning()) {
                     VirtQueue tx = port.device.txQueue();
                     tx.setKicksWanted(true);
                     pending |= tx.hasAvailable();
@@ -423,6 +423,10 @@ final class Worker implements Agent {
         final SwitchPort[] local = ports;
         final PacketBatch b = batch;
         for (SwitchPort port : local) {
+            if (port.uplink != null) {
+                work += pollUplink(port, b);
+                continue;
+            }
             VirtioNetDevice device = port.device;
             if (!device.isRunning()) {
                 if (port.seenRunning) {
@@ -478,12 +482,31 @@ final class Worker implements Agent {
             }
         }
         for (SwitchPort port : local) {
-            if (port.seenRunning) {
+            if (port.uplink != null) {
+                port.uplink.flush();
+                port.uplink.publishCounts();
+            } else if (port.seenRunning) {
                 port.device.rxQueue().flushRx();
             }
             port.publishCounts();
         }
         return work;
+    }
+
+    /** One burst from an uplink ({@link Uplink}): it is up from its first pass on, its socket watched when we sleep. */
+    private int pollUplink(SwitchPort port, PacketBatch b) {
+        if (!port.seenRunning) {
+            port.seenRunning = true;
+            if (epoll != null && port.uplink.fd() >= 0) {
+                epoll.add(port.uplink.fd(), Epoll.EPOLLIN, port.localIndex);   // level-triggered: no lost wake-up
+            }
+            port.counters.linkUp.setRelease(1);
+        }
+        int n = port.uplink.receive(b);
+        if (n > 0) {
+            forward(port, b, n);
+        }
+        return n;
     }
 
     private void linkUp(SwitchPort port) {
@@ -632,6 +655,10 @@ final class Worker implements Agent {
      */
     private void deliverLocal(SwitchPort dst, PacketBatch b, int frame, MemorySegment flat, long flatOffset,
                               int length, int vlan, boolean tagged) {
+        if (dst.uplink != null) {
+            deliverUplink(dst, b, frame, flat, flatOffset, length, vlan, tagged);
+            return;
+        }
         if (!dst.seenRunning || !dst.device.isRunning()) {
             dst.pendingPortDown++;
             return;
@@ -658,6 +685,24 @@ final class Worker implements Agent {
             dst.pendingTxBytes += outLength;
         } else {
             dst.pendingRxRingFull++;
+        }
+    }
+
+    /** Like {@link #deliverLocal} toward an uplink, which copies the frame into its own burst (drops it counts itself). */
+    private void deliverUplink(SwitchPort dst, PacketBatch b, int frame, MemorySegment flat, long flatOffset,
+                               int length, int vlan, boolean tagged) {
+        boolean insert = dst.trunk != null && !tagged;
+        boolean strip = dst.trunk == null && tagged;
+        int skip = strip ? TAG_SIZE : 0;
+        int n = piecesOf(b, frame, flat, flatOffset, 0, 12, 0);
+        if (insert) {
+            n += tagPiece(vlan, n);
+        }
+        n += piecesOf(b, frame, flat, flatOffset, 12 + skip, length - 12 - skip, n);
+        int outLength = insert ? length + TAG_SIZE : strip ? length - TAG_SIZE : length;
+        if (dst.uplink.transmit(spliceSegments, spliceOffsets, spliceLengths, n, outLength)) {
+            dst.pendingTxPackets++;
+            dst.pendingTxBytes += outLength;
         }
     }
 

@@ -75,6 +75,27 @@ public final class PacketBatch {
         commitFrame(-1, length, 0, 1);
     }
 
+    /** Empties the batch for frames that are not in a guest ring (an uplink's), added with {@link #addFrame}. */
+    public void reset() {
+        clear();
+    }
+
+    /**
+     * Appends a frame of {@code length} bytes at {@code offset} of {@code segment}, in one piece (a frame an
+     * uplink received into its own buffers); false when the batch is full.
+     */
+    public boolean addFrame(MemorySegment segment, long offset, int length) {
+        if (count == capacity) {
+            return false;
+        }
+        int p = pieces++;
+        pieceSegment[p] = segment;
+        pieceOffset[p] = offset;
+        pieceLength[p] = length;
+        commitFrame(-1, length, p, 1);
+        return true;
+    }
+
     void commitFrame(int headId, int length, int first, int numPieces) {
         head[count] = headId;
         frameLength[count] = length;
