@@ -819,13 +819,19 @@ public final class LiveTopology {
             Thread.currentThread().interrupt();
         }
         sw.workers().forEach(LiveTopology::barrier);
+        // frames that were on their way to the port when it left its worker were counted there as port-down
+        // drops: publish them (on the worker that counted them) before the counters go, and log the totals
+        runOn(owner, port::publishCounts);
+        PortCounters c = port.counters;
+        String totals = "rx " + c.rxPackets.get() + ", tx " + c.txPackets.get() + ", dropped " + (c.dropRxRingFull.get()
+                + c.dropNoBuffers.get() + c.dropPortDown.get() + c.dropInvalid.get() + c.dropOverMtu.get() + c.dropVlan.get());
         synchronized (sw.countersLock) {
             port.counters.close();
         }
         List<PortConfig> ports = new ArrayList<>(running().ports());
         ports.removeIf(p -> p.name().equals(pc.name()));
         sw.setConfig(new SwitchConfig(running().settings(), ports, running().links()));
-        LOG.log(Level.INFO, "port {0} deleted at runtime", pc.name());
+        LOG.log(Level.INFO, "port {0} deleted at runtime; its final counts: {1}", pc.name(), totals);
     }
 
     /** Changes the live settings of a port (vlan, trunk, mtu, mac-limit) in one command on its worker. */

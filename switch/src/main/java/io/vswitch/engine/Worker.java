@@ -326,7 +326,11 @@ final class Worker implements Agent {
                         next[j] = ports[i];
                         if (next[j].localIndex != j) {
                             next[j].localIndex = j;
-                            if (next[j].kick != null) {
+                            if (next[j].uplink != null) {
+                                if (next[j].seenRunning && epoll != null && next[j].uplink.fd() >= 0) {
+                                    epoll.modify(next[j].uplink.fd(), Epoll.EPOLLIN, j);   // as pollUplink added it
+                                }
+                            } else if (next[j].kick != null) {
                                 epoll.modify(next[j].kick.fd(), Epoll.EPOLLIN | Epoll.EPOLLET, j);
                             }
                         }
