@@ -5,6 +5,7 @@ import io.vswitch.vhost.memory.DirtyLog;
 import io.vswitch.vhost.memory.GuestMemory;
 import io.vswitch.vhost.memory.MemoryRegion;
 import io.vswitch.vhost.protocol.Features;
+import io.vswitch.vhost.virtio.SplitRing;
 import io.vswitch.vhost.virtio.VirtQueue;
 
 import java.lang.System.Logger.Level;
@@ -56,8 +57,11 @@ public final class VirtioNetDevice {
     /** The frontend's dirty-page log (SET_LOG_BASE), written while VHOST_F_LOG_ALL is negotiated. */
     private DirtyLog dirtyLog;
     private volatile Consumer<byte[]> announcer = mac -> { };
-    /** Replaced eventfds the worker may still be signalling: closed by {@link #releaseRetired()} after a grace period. */
-    private final List<EventFd> retired = new ArrayList<>();
+    /**
+     * Replaced eventfds the worker may still be signalling and removed memory regions it may still be
+     * translating into: closed by {@link #releaseRetired()} after a grace period.
+     */
+    private final List<AutoCloseable> retired = new ArrayList<>();
 
     // what the worker raised for a control thread to act on (see handleRaised)
     private static final VarHandle RAISED;
@@ -214,19 +218,23 @@ public final class VirtioNetDevice {
      * the eventfds are no longer the device's, and a slow worker must not hold up other control work on it.
      */
     public void releaseRetired() {
-        EventFd[] due;
+        AutoCloseable[] due;
         Quiescence q;
         synchronized (this) {
             if (retired.isEmpty()) {
                 return;
             }
-            due = retired.toArray(new EventFd[0]);
+            due = retired.toArray(new AutoCloseable[0]);
             retired.clear();
             q = quiescence;
         }
         q.await();
-        for (EventFd fd : due) {
-            fd.close();
+        for (AutoCloseable c : due) {
+            try {
+                c.close();
+            } catch (Exception e) {
+                LOG.log(Level.WARNING, "port {0}: releasing {1}: {2}", name, c, e.toString());
+            }
         }
     }
 
@@ -293,16 +301,52 @@ public final class VirtioNetDevice {
         swapMemory(newMemory, old::close);
     }
 
-    /** Adds one region (ADD_MEM_REG); the regions already mapped stay mapped. */
+    /**
+     * Adds one region (ADD_MEM_REG) without stopping the data path: the regions already mapped stay mapped
+     * and the rings stay where they are, so the queues simply translate in the larger memory from their next
+     * descriptor (QEMU adds a region while the guest runs when a DIMM is plugged).
+     */
     public synchronized void addRegion(MemoryRegion region) {
-        swapMemory(memory.with(region), () -> { });
+        GuestMemory larger = memory.with(region);
+        memory = larger;
+        for (VirtQueue q : queues) {
+            q.replaceMemory(larger);
+        }
+        update();   // the first regions may be what a ring was waiting for
     }
 
-    /** Removes one region (REM_MEM_REG) and unmaps it. */
+    /**
+     * Removes one region (REM_MEM_REG). When no ring lies in it, the data path keeps running: the queues
+     * translate in the smaller memory from their next descriptor, and the region is unmapped by
+     * {@link #releaseRetired()} once the worker can no longer be using the old memory (a descriptor the guest
+     * still points into the removed range is then a queue fault, as any address outside its memory). A region
+     * that holds a ring stops the data path first; the ring is then outside memory and the device stays
+     * stopped until the frontend sets the ring up again.
+     */
     public synchronized void removeRegion(long guestPhysAddr, long size, long userAddr) {
         MemoryRegion[] removed = new MemoryRegion[1];
         GuestMemory smaller = memory.without(guestPhysAddr, size, userAddr, removed);
-        swapMemory(smaller, removed[0]::close);
+        if (holdsARing(removed[0])) {
+            swapMemory(smaller, removed[0]::close);
+            return;
+        }
+        memory = smaller;
+        for (VirtQueue q : queues) {
+            q.replaceMemory(smaller);
+        }
+        retire(removed[0]);
+    }
+
+    private boolean holdsARing(MemoryRegion region) {
+        for (int i = 0; i < QUEUES; i++) {
+            QueueSetup s = setup[i];
+            if (queues[i].isConfigured() && (GuestMemory.touches(region, s.descAddr, SplitRing.descTableBytes(s.size))
+                    || GuestMemory.touches(region, s.availAddr, SplitRing.availBytes(s.size))
+                    || GuestMemory.touches(region, s.usedAddr, SplitRing.usedBytes(s.size)))) {
+                return true;
+            }
+        }
+        return false;
     }
 
     private void swapMemory(GuestMemory next, Runnable releaseOld) {
@@ -495,9 +539,9 @@ public final class VirtioNetDevice {
         return b.toString();
     }
 
-    private void retire(EventFd fd) {
-        if (fd != null) {
-            retired.add(fd);
+    private void retire(AutoCloseable what) {
+        if (what != null) {
+            retired.add(what);
         }
     }
 

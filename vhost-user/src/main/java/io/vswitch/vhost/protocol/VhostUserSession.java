@@ -111,8 +111,10 @@ public final class VhostUserSession implements AutoCloseable {
         on(VhostUserRequest.GET_QUEUE_NUM, 0, untouched, (m, f) -> replyU64(m, 1));
         on(VhostUserRequest.GET_MAX_MEM_SLOTS, 0, untouched, (m, f) -> replyU64(m, GuestMemory.MAX_REGIONS));
         on(VhostUserRequest.SET_MEM_TABLE, Entry.VARIABLE, stopped, this::setMemTable);
-        on(VhostUserRequest.ADD_MEM_REG, MEM_REG_SIZE, stopped, this::addMemReg);
-        on(VhostUserRequest.REM_MEM_REG, MEM_REG_SIZE, stopped, this::remMemReg);
+        // regions come and go while the guest runs (memory hotplug): the rings stay, a removed region is
+        // unmapped after a grace period (the device falls back to stopping when a ring lies in it)
+        on(VhostUserRequest.ADD_MEM_REG, MEM_REG_SIZE, grace, this::addMemReg);
+        on(VhostUserRequest.REM_MEM_REG, MEM_REG_SIZE, grace, this::remMemReg);
         // NUM and BASE only record set-up that is applied when the ring starts (KICK, ENABLE)
         on(VhostUserRequest.SET_VRING_NUM, VRING_STATE_SIZE, untouched,
                 (m, f) -> apply(device.setVringNum(m.u32(VRING_STATE_INDEX), m.u32(VRING_STATE_NUM))));
