@@ -323,18 +323,19 @@ public final class VirtioNetDevice {
      * that holds a ring stops the data path first; the ring is then outside memory and the device stays
      * stopped until the frontend sets the ring up again.
      */
-    public synchronized void removeRegion(long guestPhysAddr, long size, long userAddr) {
+    public synchronized MemoryRegion removeRegion(long guestPhysAddr, long size, long userAddr) {
         MemoryRegion[] removed = new MemoryRegion[1];
         GuestMemory smaller = memory.without(guestPhysAddr, size, userAddr, removed);
         if (holdsARing(removed[0])) {
             swapMemory(smaller, removed[0]::close);
-            return;
+            return removed[0];
         }
         memory = smaller;
         for (VirtQueue q : queues) {
             q.replaceMemory(smaller);
         }
         retire(removed[0]);
+        return removed[0];
     }
 
     private boolean holdsARing(MemoryRegion region) {
@@ -648,8 +649,8 @@ public final class VirtioNetDevice {
         if (ready && !isBroken()) {
             generation++;
             running = true;
-            LOG.log(Level.INFO, "port {0}: link up (features 0x{1}, rx {2} / tx {3} entries)", name,
-                    Long.toHexString(features), setup[RX_QUEUE].size, setup[TX_QUEUE].size);
+            LOG.log(Level.INFO, "port {0}: link up (features 0x{1}, rx {2} / tx {3} entries, {4} memory region(s))", name,
+                    Long.toHexString(features), setup[RX_QUEUE].size, setup[TX_QUEUE].size, memory.regionCount());
             notifyListeners();
         }
     }

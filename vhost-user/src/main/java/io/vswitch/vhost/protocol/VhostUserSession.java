@@ -391,17 +391,27 @@ public final class VhostUserSession implements AutoCloseable {
             region.close();   // refused (overlap, too many regions): unmap what was just mapped
             throw new Refused(e.getMessage());
         }
+        logRegions("added", region);
         return false;
     }
 
     private boolean remMemReg(VhostUserMessage m, ReceivedFds f) throws Refused {
+        MemoryRegion removed;
         try {
-            device.removeRegion(m.u64(MEM_REG_REGION + REGION_GUEST_PHYS), m.u64(MEM_REG_REGION + REGION_MEMORY_SIZE),
+            removed = device.removeRegion(m.u64(MEM_REG_REGION + REGION_GUEST_PHYS), m.u64(MEM_REG_REGION + REGION_MEMORY_SIZE),
                     m.u64(MEM_REG_REGION + REGION_USERSPACE));
         } catch (GuestMemoryException e) {
             throw new Refused(e.getMessage());
         }
+        logRegions("removed", removed);
         return false;
+    }
+
+    /** Hotplug on a running device is worth a line; the dozens of regions of a set-up are summed up at link up. */
+    private void logRegions(String what, MemoryRegion region) {
+        Level level = device.isRunning() ? Level.INFO : Level.DEBUG;
+        LOG.log(level, "port {0}: memory region {1} {2} ({3} region(s) now)", port, what, region,
+                device.memory().regionCount());
     }
 
     @Override
