@@ -82,6 +82,7 @@ final class SwitchPort {
         this.device = vhost.device();
         this.worker = worker;
         this.maxFrame = mtu + 18;
+        device.setMaxMtu(mtu);   // what NET_SET_MTU may ask for: the guest's MTU never exceeds the port's
         this.counters = counters;
     }
 

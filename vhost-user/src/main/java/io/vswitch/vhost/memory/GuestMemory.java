@@ -18,8 +18,8 @@ import java.util.List;
  *
  * <p>Guest-physical lookups stay fast with hundreds of regions: regions are kept sorted by guest-physical
  * address (they never overlap), a lookup first tries the region that answered the previous one (consecutive
- * descriptors almost always share a region) and otherwise binary-searches the sorted starts. Nothing is
- * allocated. The hint is a plain field that workers may race on: it is only ever a guess that the full range
+ * descriptors almost always share a region) and otherwise binary-searches the sorted starts (branch-free).
+ * Nothing is allocated. The hint is a plain field that workers may race on: it is only ever a guess that the full range
  * check confirms, so a stale or torn value costs a binary search, never a wrong answer.
  */
 public final class GuestMemory implements AutoCloseable {
@@ -131,22 +131,22 @@ public final class GuestMemory implements AutoCloseable {
         if (h < starts.length && inside(gpa - starts[h], length, sizes[h])) {
             return h;
         }
-        // the last region starting at or below gpa is the only one that can hold it
-        int lo = 0;
-        int hi = starts.length - 1;
-        int found = -1;
-        while (lo <= hi) {
-            int mid = (lo + hi) >>> 1;
-            if (Long.compareUnsigned(starts[mid], gpa) <= 0) {
-                found = mid;
-                lo = mid + 1;
-            } else {
-                hi = mid - 1;
-            }
+        // the last region starting at or below gpa is the only one that can hold it: a binary search without
+        // a data-dependent branch (the JIT turns the step into a conditional move), so that lookups that jump
+        // between regions at random do not pay a misprediction per step
+        int n = starts.length;
+        if (n == 0) {
+            return -1;
         }
-        if (found >= 0 && inside(gpa - starts[found], length, sizes[found])) {
-            hint = found;
-            return found;
+        int base = 0;
+        while (n > 1) {
+            int half = n >>> 1;
+            base = Long.compareUnsigned(starts[base + half], gpa) <= 0 ? base + half : base;
+            n -= half;
+        }
+        if (inside(gpa - starts[base], length, sizes[base])) {
+            hint = base;
+            return base;
         }
         return -1;
     }

@@ -48,6 +48,10 @@ public final class VirtioNetDevice {
     private long features;
     private long protocolFeatures;
     private long status;
+    /** The port's MTU: the most NET_SET_MTU may set (the switch drops longer frames anyway). */
+    private volatile int maxMtu = 1500;
+    /** The MTU the frontend gave the guest (NET_SET_MTU), or 0 when it gave none. */
+    private int mtu;
     private volatile boolean running;
     /** Incremented each time the device starts running, so a worker notices a restart it did not see stop. */
     private volatile int generation;
@@ -260,6 +264,34 @@ public final class VirtioNetDevice {
 
     public GuestMemory memory() {
         return memory;
+    }
+
+    /** The port's MTU, set by the switch: NET_SET_MTU is refused above it. */
+    public void setMaxMtu(int maxMtu) {
+        this.maxMtu = maxMtu;
+    }
+
+    public int maxMtu() {
+        return maxMtu;
+    }
+
+    /** The guest's MTU as the frontend set it (NET_SET_MTU), or 0. */
+    public int mtu() {
+        return mtu;
+    }
+
+    /**
+     * NET_SET_MTU: the frontend is about to give the guest this MTU (VIRTIO_NET_F_MTU). Refused (and the
+     * frontend does not start the device) when it is outside 68..the port's MTU: the guest would send frames
+     * the switch drops.
+     */
+    public synchronized String setMtu(long requested) {
+        if (requested < 68 || requested > maxMtu) {
+            return "guest MTU " + Long.toUnsignedString(requested) + " outside 68.." + maxMtu + " (the port's mtu)";
+        }
+        mtu = (int) requested;
+        LOG.log(Level.INFO, "port {0}: guest MTU {1} (port mtu {2})", name, mtu, maxMtu);
+        return null;
     }
 
     /** Accepts negotiated features; returns an error text when the frontend asks for something not offered. */
@@ -603,6 +635,7 @@ public final class VirtioNetDevice {
         }
         protocolFeatures = 0;
         status = 0;
+        mtu = 0;
         broken = false;
         RAISED.getAndSet(this, 0);   // whatever a worker raised was about the set-up just forgotten
         notifyListeners();

@@ -134,6 +134,7 @@ public final class VhostUserSession implements AutoCloseable {
             return false;
         });
         on(VhostUserRequest.GET_STATUS, 0, untouched, (m, f) -> replyU64(m, device.status()));
+        on(VhostUserRequest.NET_SET_MTU, U64_SIZE, untouched, (m, f) -> apply(device.setMtu(m.u64(0))));
         on(VhostUserRequest.SEND_RARP, U64_SIZE, untouched, (m, f) -> {
             byte[] mac = new byte[6];
             for (int i = 0; i < mac.length; i++) {

@@ -25,7 +25,7 @@ class DataPathTableTest {
             VhostUserRequest.SET_PROTOCOL_FEATURES, VhostUserRequest.SET_OWNER, VhostUserRequest.GET_QUEUE_NUM,
             VhostUserRequest.GET_MAX_MEM_SLOTS, VhostUserRequest.SET_VRING_NUM, VhostUserRequest.SET_VRING_BASE,
             VhostUserRequest.SET_STATUS, VhostUserRequest.GET_STATUS, VhostUserRequest.SEND_RARP,
-            VhostUserRequest.SET_LOG_FD}) {
+            VhostUserRequest.SET_LOG_FD, VhostUserRequest.NET_SET_MTU}) {
             expected.put(r, DataPath.UNTOUCHED);
         }
         expected.put(VhostUserRequest.SET_VRING_CALL, DataPath.GRACE_PERIOD);
