@@ -60,6 +60,7 @@ class JumboFramesQemuTest {
             }
             g1.runOk("ping -c 1 -W 5 " + g2.ip(), CMD);   // ARP first, so that what follows is the jumbo pings alone
 
+            long fragmentsBefore = fragments(g1) + fragments(g2);
             CountersFile.Snapshot before = CountersFile.read(counters);
             String out = g1.runOk("ping -c 3 -W 5 -s 8972 " + g2.ip(), CMD);
             assertTrue(out.contains("3 packets received"), out);
@@ -68,8 +69,8 @@ class JumboFramesQemuTest {
             long frames = value(after, "j2", "tx_packets") - value(before, "j2", "tx_packets");
             long bytes = value(after, "j2", "tx_bytes") - value(before, "j2", "tx_bytes");
             System.out.printf("3 pings of 8972 bytes: %d frames, %d bytes to j2%n", frames, bytes);
-            assertEquals(3, frames, "one frame per echo request: not fragmented");
-            assertEquals(3L * JUMBO_FRAME, bytes, "each a 9014-byte frame");
+            assertEquals(fragmentsBefore, fragments(g1) + fragments(g2), "no IP fragment made or reassembled");
+            assertTrue(frames >= 3 && bytes >= 3L * JUMBO_FRAME, "three 9014-byte requests reached j2 (besides ARP)");
 
             before = CountersFile.read(counters);
             transfer(g1, g2, 16 * 1024);
@@ -85,5 +86,12 @@ class JumboFramesQemuTest {
                 files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
             }
         }
+    }
+
+    /** IP fragments the guest made plus reassemblies it did (/proc/net/snmp FragCreates + ReasmReqds). */
+    private static long fragments(QemuGuest g) {
+        return Long.parseLong(g.runOk("awk '/^Ip:/ { if (!seen) { seen = 1; for (i = 1; i <= NF; i++) name[i] = $i; next }"
+                + " for (i = 1; i <= NF; i++) if (name[i] == \"FragCreates\" || name[i] == \"ReasmReqds\") s += $i; print s + 0 }'"
+                + " /proc/net/snmp", CMD).trim());
     }
 }

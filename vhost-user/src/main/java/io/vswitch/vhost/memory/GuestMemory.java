@@ -18,8 +18,8 @@ import java.util.List;
  *
  * <p>Guest-physical lookups stay fast with hundreds of regions: regions are kept sorted by guest-physical
  * address (they never overlap), a lookup first tries the region that answered the previous one (consecutive
- * descriptors almost always share a region) and otherwise binary-searches the sorted starts (branch-free).
- * Nothing is allocated. The hint is a plain field that workers may race on: it is only ever a guess that the full range
+ * descriptors almost always share a region), and otherwise scans them (up to {@value #LINEAR_SCAN_MAX}
+ * regions) or binary-searches the sorted starts. Nothing is allocated. The hint is a plain field that workers may race on: it is only ever a guess that the full range
  * check confirms, so a stale or torn value costs a binary search, never a wrong answer.
  */
 public final class GuestMemory implements AutoCloseable {
@@ -29,6 +29,9 @@ public final class GuestMemory implements AutoCloseable {
      * descriptors); more come one by one with ADD_MEM_REG (PROTOCOL_F_CONFIGURE_MEM_SLOTS).
      */
     public static final int MAX_REGIONS = 509;
+
+    /** Up to this many regions a missed hint falls back to a scan, above to a binary search. */
+    static final int LINEAR_SCAN_MAX = 8;
 
     private static final GuestMemory EMPTY = new GuestMemory(List.of());
 
@@ -131,22 +134,33 @@ public final class GuestMemory implements AutoCloseable {
         if (h < starts.length && inside(gpa - starts[h], length, sizes[h])) {
             return h;
         }
-        // the last region starting at or below gpa is the only one that can hold it: a binary search without
-        // a data-dependent branch (the JIT turns the step into a conditional move), so that lookups that jump
-        // between regions at random do not pay a misprediction per step
         int n = starts.length;
-        if (n == 0) {
+        if (n <= LINEAR_SCAN_MAX) {
+            // few regions: a scan beats a binary search's mispredicted branches (MemoryLookupBenchmark)
+            for (int i = 0; i < n; i++) {
+                if (inside(gpa - starts[i], length, sizes[i])) {
+                    hint = i;
+                    return i;
+                }
+            }
             return -1;
         }
-        int base = 0;
-        while (n > 1) {
-            int half = n >>> 1;
-            base = Long.compareUnsigned(starts[base + half], gpa) <= 0 ? base + half : base;
-            n -= half;
+        // the last region starting at or below gpa is the only one that can hold it
+        int lo = 0;
+        int hi = n - 1;
+        int found = -1;
+        while (lo <= hi) {
+            int mid = (lo + hi) >>> 1;
+            if (Long.compareUnsigned(starts[mid], gpa) <= 0) {
+                found = mid;
+                lo = mid + 1;
+            } else {
+                hi = mid - 1;
+            }
         }
-        if (inside(gpa - starts[base], length, sizes[base])) {
-            hint = base;
-            return base;
+        if (found >= 0 && inside(gpa - starts[found], length, sizes[found])) {
+            hint = found;
+            return found;
         }
         return -1;
     }

@@ -290,7 +290,7 @@ public final class VirtioNetDevice {
             return "guest MTU " + Long.toUnsignedString(requested) + " outside 68.." + maxMtu + " (the port's mtu)";
         }
         mtu = (int) requested;
-        LOG.log(Level.INFO, "port {0}: guest MTU {1} (port mtu {2})", name, mtu, maxMtu);
+        LOG.log(Level.INFO, "port {0}: guest MTU {1} (port mtu {2})", name, Integer.toString(mtu), Integer.toString(maxMtu));
         return null;
     }
 

@@ -50,13 +50,14 @@ class GuestMemoryLookupTest {
         return -1;
     }
 
-    @Test
-    void manyRegionsInAnyOrderAnswerLikeABruteForceScan() {
-        SplittableRandom random = new SplittableRandom(11);
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(ints = {1, 5, GuestMemory.LINEAR_SCAN_MAX, GuestMemory.LINEAR_SCAN_MAX + 1, 100})
+    void regionsInAnyOrderAnswerLikeABruteForceScan(int count) {
+        SplittableRandom random = new SplittableRandom(11 + count);
         List<MemoryRegion> regions = new ArrayList<>();
         GuestMemory memory = GuestMemory.empty();
         long gpa = 0x10_0000;
-        for (int i = 0; i < 100; i++) {
+        for (int i = 0; i < count; i++) {
             long size = PAGE * (1 + random.nextInt(4));
             // adjacent regions and gaps alike
             gpa += random.nextBoolean() ? 0 : PAGE * random.nextInt(1, 3);
@@ -73,7 +74,7 @@ class GuestMemoryLookupTest {
                     "kept in guest-physical order");
         }
         long end = gpa;
-        for (int n = 0; n < 200_000; n++) {
+        for (int n = 0; n < 50_000; n++) {
             long at = switch (random.nextInt(4)) {
                 case 0 -> random.nextLong(0, end + PAGE * 4);
                 case 1 -> regions.get(random.nextInt(regions.size())).guestPhysAddr() + random.nextInt(-2, 3);
