@@ -20,8 +20,8 @@
 #
 # Defaults: 20 s measured after 5 s warm-up, 3 reps, both parts, "start tx_first 8" (8 bursts of 32 frames
 # per port in flight: with 1 burst the loop is latency-bound, not throughput-bound), 512 MB of hugepages
-# per testpmd. --client-devargs is appended to both net_virtio_user vdevs (e.g. in_order=0: DPDK's vhost
-# offers VIRTIO_F_IN_ORDER and vswitch does not, so by default the client runs faster paths against DPDK).
+# per testpmd. --client-devargs is appended to both net_virtio_user vdevs (e.g. packed_vq=1 for packed
+# rings, in_order=0; both backends offer VIRTIO_F_IN_ORDER and VIRTIO_F_RING_PACKED).
 #
 # Core-to-core latency: on a 2-vCPU VM the host moves the two vCPUs between placements in which one cache
 # line's round trip between them costs about 50-130 ns or about 500-560 ns, and the loopback moves with it

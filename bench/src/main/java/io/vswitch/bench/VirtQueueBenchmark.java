@@ -128,8 +128,13 @@ public class VirtQueueBenchmark {
         @Param({"false", "true"})
         public boolean indirect;
 
+        /** Live migration's dirty-page logging: "off" is the normal case, "on" marks every page written. */
+        @Param({"off"})
+        public String dirtyLog;
+
         GuestRam guest;
         GuestRam sender;
+        java.lang.foreign.Arena logArena;
         QueueDriver driver;
         VirtQueue queue;
         MemorySegment source;
@@ -145,6 +150,9 @@ public class VirtQueueBenchmark {
             driver = new QueueDriver(guest, QUEUE_SIZE);
             driver.rxBuffers(BUFFER, indirect);
             queue = new VirtQueue("bench rx");
+            if (dirtyLog.equals("on")) {
+                queue.setUsedLogAddress(guest.gpa(driver.usedAddr() - GuestRam.USER_BASE));   // used-ring writes too
+            }
             configure(queue, guest, driver, mergeable);
             driver.post(QUEUE_SIZE);
             // the frames come from another guest's transmit buffers, as in the switch: 256 of them, 2 KiB apart
@@ -158,6 +166,12 @@ public class VirtQueueBenchmark {
                 }
             }
             source = sender.memory.segment(0);
+            if (dirtyLog.equals("on")) {
+                // one bit per 4 KiB page of guest-physical memory, from 0 to the end of the guest's RAM
+                long pages = (GuestRam.GUEST_PHYS_BASE + RAM + 4095) >>> io.vswitch.vhost.memory.DirtyLog.PAGE_SHIFT;
+                logArena = java.lang.foreign.Arena.ofConfined();
+                queue.setDirtyLog(io.vswitch.vhost.memory.DirtyLog.of(logArena.allocate((pages + 63) / 64 * 8, 8)));
+            }
         }
 
         int run() {
@@ -196,6 +210,9 @@ public class VirtQueueBenchmark {
                 if (driver.usedIdx() != expected) {
                     throw new IllegalStateException("used.idx " + driver.usedIdx() + " != " + expected);
                 }
+                if (dirtyLog.equals("on") && !queue.dirtyLog().isMarked(guest.gpa(driver.usedAddr() - GuestRam.USER_BASE))) {
+                    throw new IllegalStateException("dirty logging on, but the used ring's page is not marked");
+                }
                 int[] last = driver.usedElement(expected - 1);
                 if (last[1] != VirtioNetHeader.SIZE + FRAME) {
                     throw new IllegalStateException("used.len " + last[1] + " != " + (VirtioNetHeader.SIZE + FRAME));
@@ -204,6 +221,9 @@ public class VirtQueueBenchmark {
                 queue.unconfigure();
                 guest.close();
                 sender.close();
+                if (logArena != null) {
+                    logArena.close();
+                }
             }
         }
     }

@@ -11,7 +11,9 @@ import picocli.CommandLine.Command;
         mixinStandardHelpOptions = true,
         versionProvider = Main.Version.class,
         description = "Userspace shared-memory packet switch: a vhost-user backend for virtual machines.",
-        subcommands = {RunCommand.class, ValidateCommand.class, StatsCommand.class, CommandLine.HelpCommand.class},
+        subcommands = {RunCommand.class, ValidateCommand.class, StatsCommand.class, ControlCommands.Show.class,
+                ControlCommands.Port.class, ControlCommands.Link.class, ControlCommands.Mac.class,
+                ControlCommands.Reload.class, ControlCommands.Save.class, CommandLine.HelpCommand.class},
         footer = {"", "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.",
                 "Run the test suite with ./vswitch test (the launcher builds and runs Maven)."})
 public final class Main implements Runnable {

@@ -5,6 +5,8 @@ import io.vswitch.config.PortConfig;
 import io.vswitch.config.SocketRole;
 import io.vswitch.config.SwitchConfig;
 import io.vswitch.config.SwitchSettings;
+import io.vswitch.control.ControlServer;
+import io.vswitch.engine.LiveTopology;
 import io.vswitch.engine.RuntimeDirInUseException;
 import io.vswitch.engine.Switch;
 import io.vswitch.metrics.MetricsEndpoint;
@@ -33,6 +35,11 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--runtime-dir", paramLabel = "DIR",
             description = "For the default topology: where sockets and the counters file go (default: ${DEFAULT-VALUE})")
     Path runtimeDir = SwitchSettings.defaultRuntimeDir();
+
+    @Option(names = "--control-group", paramLabel = "GROUP",
+            description = {"Make the control socket (<runtime dir>/control.sock) mode 0660 in GROUP,",
+                    "so that its members may change the switch. Default: its owner (and root) only, mode 0600."})
+    String controlGroup;
 
     @Option(names = "--metrics", paramLabel = "HOST:PORT", converter = MetricsAddressConverter.class,
             description = {"Serve Prometheus metrics on http://HOST:PORT/metrics (and /healthz);",
@@ -91,6 +98,16 @@ final class RunCommand implements Callable<Integer> {
             System.err.println("vswitch: cannot start: " + e.getMessage());
             return Main.EXIT_FAILURE;
         }
+        LiveTopology live = new LiveTopology(sw, Optional.ofNullable(config).map(c -> c.toAbsolutePath().normalize()));
+        ControlServer control;
+        try {
+            control = ControlServer.start(topology.settings().runtimeDir(), live, Optional.ofNullable(controlGroup));
+        } catch (IOException e) {
+            System.err.println("vswitch: cannot open the control socket in " + topology.settings().runtimeDir() + ": "
+                    + e.getMessage());
+            sw.close();
+            return Main.EXIT_FAILURE;
+        }
         AtomicBoolean running = new AtomicBoolean(true);
         MetricsEndpoint endpoint = null;
         if (metricsHost != null) {
@@ -99,6 +116,7 @@ final class RunCommand implements Callable<Integer> {
                 endpoint = MetricsEndpoint.start(metricsHost, where.port(), sw.countersPath(), running::get);
             } catch (IOException e) {
                 System.err.println("vswitch: cannot serve metrics on " + where + ": " + e.getMessage());
+                control.close();
                 sw.close();
                 return Main.EXIT_FAILURE;
             }
@@ -107,6 +125,15 @@ final class RunCommand implements Callable<Integer> {
         for (String signal : new String[] {"TERM", "INT"}) {
             sun.misc.Signal.handle(new sun.misc.Signal(signal), s -> stopped.countDown());
         }
+        // SIGHUP: reload the topology file, applying only the difference (as 'vswitch reload')
+        sun.misc.Signal.handle(new sun.misc.Signal("HUP"), s -> Thread.ofPlatform().name("vswitch-sighup").start(() -> {
+            try {
+                System.out.println("vswitch: SIGHUP: " + live.reload(Optional.empty()));
+            } catch (LiveTopology.Refused e) {
+                System.err.println("vswitch: SIGHUP: " + e.getMessage());
+            }
+        }));
+        System.out.println("vswitch: control socket " + control.path() + " (vswitch show|port|link|mac|reload|save)");
         if (endpoint != null) {
             System.out.println("vswitch: metrics on " + endpoint.url() + "/metrics, health on " + endpoint.url() + "/healthz");
         }
@@ -117,6 +144,7 @@ final class RunCommand implements Callable<Integer> {
         if (endpoint != null) {
             endpoint.close();
         }
+        control.close();
         sw.close();
         System.out.println("vswitch: stopped");
         return Main.EXIT_OK;

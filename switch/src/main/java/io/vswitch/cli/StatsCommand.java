@@ -29,8 +29,27 @@ final class StatsCommand implements Callable<Integer> {
     @Option(names = {"-n", "--count"}, paramLabel = "N", description = "with --watch: stop after N tables (default: forever)")
     int count = -1;
 
+    @Option(names = "--json", description = "print the counters once as JSON: {pid, start_time_ms, ports: {NAME: {COUNTER: N}}, workers: {ID: {...}}}")
+    boolean json;
+
     @Override
     public Integer call() throws Exception {
+        if (json) {
+            try {
+                CountersFile.Snapshot snap = CountersFile.read(file);
+                Map<String, Object> out = new LinkedHashMap<>();
+                out.put("pid", snap.pid());
+                out.put("start_time_ms", snap.startMillis());
+                out.put("ports", sorted(group(snap, "port")));
+                out.put("workers", sorted(group(snap, "worker")));
+                System.out.print(io.vswitch.engine.Json.write(out));
+                System.out.flush();
+                return Main.EXIT_OK;
+            } catch (IOException e) {
+                System.err.println("vswitch stats: " + e.getMessage() + " (is the switch running? see --counters)");
+                return Main.EXIT_FAILURE;
+            }
+        }
         CountersFile.Snapshot previous = null;
         long previousNanos = 0;
         for (int printed = 0; count < 0 || printed < Math.max(1, count); printed++) {
@@ -98,6 +117,12 @@ final class StatsCommand implements Callable<Integer> {
                     w.getOrDefault("sleeps", 0L), w.getOrDefault("wakeups", 0L), w.getOrDefault("cross_worker_frames", 0L));
         }
         System.out.flush();
+    }
+
+    private static Map<String, Object> sorted(Map<String, Map<String, Long>> groups) {
+        Map<String, Object> out = new LinkedHashMap<>();
+        groups.forEach((name, counters) -> out.put(name, new java.util.TreeMap<>(counters)));
+        return out;
     }
 
     private static int width(String column) {

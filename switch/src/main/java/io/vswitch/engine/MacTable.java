@@ -165,6 +165,34 @@ final class MacTable {
         portCount.set(port, 0);
     }
 
+    /** Sets how many MACs {@code port} may hold (a port added, or its mac-limit changed live). */
+    void setLimit(int port, int limit) {
+        portLimit[port] = limit;
+    }
+
+    /** How many port indices the table can serve. */
+    int portCapacity() {
+        return portLimit.length;
+    }
+
+    /** Receives one live entry: MAC (48 bits), VLAN (0: untagged domain), port index, ms since last seen. */
+    interface EntryVisitor {
+        void entry(long mac, int vlan, int port, long ageMillis);
+    }
+
+    /** Visits the live entries (control plane: {@code vswitch mac list}); a racing worker may add or move some. */
+    void forEachLive(EntryVisitor visitor) {
+        long now = now();
+        for (int i = 0; i < keys.length; i++) {
+            long key = (long) SLOTS.getAcquire(keys, i);
+            long value = (long) SLOTS.getAcquire(values, i);
+            if (key != 0 && value != CLAIMED && live(value, now)) {
+                long k = key - 1;
+                visitor.entry(k & 0xFFFF_FFFF_FFFFL, (int) (k >>> 48), (int) (value >>> 48) - 1, now - (value & TIME_MASK));
+            }
+        }
+    }
+
     int learnedOn(int port) {
         return portCount.get(port);
     }

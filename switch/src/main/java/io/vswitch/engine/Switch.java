@@ -55,12 +55,23 @@ public final class Switch implements AutoCloseable {
     /** How often housekeeping looks for what workers raised: the delay before a queue fault is reported. */
     static final long RAISED_POLL_MILLIS = 10;
 
-    private final SwitchConfig config;
+    /** Port indices a switch hands out over its life (ports added at runtime take new ones; never reused). */
+    static final int MAX_PORT_INDICES = 1024;
+    /** Counters file room for ports beyond the topology's, added at runtime (a deleted port's are freed). */
+    static final int RUNTIME_PORT_ROOM = 128;
+
+    /** The running topology: the file's, then as changed at runtime (see {@link LiveTopology}). */
+    private volatile SwitchConfig config;
     private final InstanceLock lock;
     private final CountersFile counters;
     /** The learning bridge's table (null in cross-connect mode), read by housekeeping for the per-port MAC gauge. */
     private MacTable macTable;
-    private final List<SwitchPort> ports = new ArrayList<>();
+    /** The live ports; copy-on-write, as housekeeping iterates it while the control socket adds and deletes. */
+    private final List<SwitchPort> ports = new java.util.concurrent.CopyOnWriteArrayList<>();
+    /** Every port ever, by index: the live ones and deleted ones (whose index is never reused). */
+    private SwitchPort[] table = new SwitchPort[0];
+    /** Held by housekeeping while it writes port counters, and by a deletion while it frees them. */
+    final Object countersLock = new Object();
     private final List<Worker> workers = new ArrayList<>();
     private final List<AgentRunner> runners = new ArrayList<>();
     private final List<MappedMemory> poolMemory = new ArrayList<>();
@@ -137,7 +148,7 @@ public final class Switch implements AutoCloseable {
         try {
             refuseServedSockets(config);
             counters = CountersFile.create(settings.runtimeDir().resolve(CountersFile.FILE_NAME),
-                    64 + config.ports().size() * 24 + settings.workers() * 4);
+                    64 + (config.ports().size() + RUNTIME_PORT_ROOM) * 24 + settings.workers() * 4);
         } catch (RuntimeException | IOException e) {
             lock.close();
             throw e;
@@ -167,7 +178,8 @@ public final class Switch implements AutoCloseable {
     private void build() throws IOException {
         SwitchSettings settings = config.settings();
         boolean learning = settings.mode() == BridgeMode.LEARNING;
-        int[] macLimits = config.ports().stream().mapToInt(PortConfig::macLimit).toArray();
+        int[] macLimits = java.util.Arrays.copyOf(config.ports().stream().mapToInt(PortConfig::macLimit).toArray(),
+                Math.max(MAX_PORT_INDICES, config.ports().size()));
         macTable = learning ? new MacTable(Math.max(4096, 4 * sum(macLimits)),
                 settings.macAgingSeconds() * 1000L, macLimits) : null;
 
@@ -175,16 +187,12 @@ public final class Switch implements AutoCloseable {
         Map<String, SwitchPort> byName = new HashMap<>();
         for (int i = 0; i < all.length; i++) {
             PortConfig pc = config.ports().get(i);
-            VhostUserPort vhost = new VhostUserPort(pc.name(), pc.socket(),
-                    pc.role() == SocketRole.CLIENT ? VhostUserPort.Role.CLIENT : VhostUserPort.Role.SERVER);
-            int access = pc.vlan() instanceof VlanMode.Access a ? a.vlan() : -1;
-            List<Integer> trunk = pc.vlan() instanceof VlanMode.Trunk t ? t.vlans() : null;
-            SwitchPort port = new SwitchPort(i, pc.name(), vhost, pc.worker(), pc.mtu(), new PortCounters(counters, pc.name()),
-                    access, trunk);
+            SwitchPort port = newPort(i, pc);
             all[i] = port;
             byName.put(pc.name(), port);
             ports.add(port);
         }
+        table = all;
         for (Link link : config.links()) {
             byName.get(link.first()).peer = byName.get(link.second());
             byName.get(link.second()).peer = byName.get(link.first());
@@ -212,15 +220,7 @@ public final class Switch implements AutoCloseable {
             }
         }
         for (SwitchPort port : all) {
-            Worker owner = workers.get(port.worker);
-            owner.addPort(port);
-            port.device.setQuiescence(owner.epoch());
-            port.device.addStateListener(owner::wake);
-            port.device.setAnnouncer(mac -> {
-                if (!owner.announce(port, mac)) {
-                    LOG.log(Level.WARNING, "port {0}: announcement dropped (the worker''s command queue is full)", port.name);
-                }
-            });
+            attach(port);
         }
         for (SwitchPort port : all) {
             port.vhost.start();
@@ -244,7 +244,77 @@ public final class Switch implements AutoCloseable {
                 settings.notifyMode().name().toLowerCase(), counters.path());
     }
 
+    /** A port's data-plane view of {@code pc}, at index {@code index}, with its counters. */
+    SwitchPort newPort(int index, PortConfig pc) {
+        VhostUserPort vhost = new VhostUserPort(pc.name(), pc.socket(),
+                pc.role() == SocketRole.CLIENT ? VhostUserPort.Role.CLIENT : VhostUserPort.Role.SERVER);
+        int access = pc.vlan() instanceof VlanMode.Access a ? a.vlan() : -1;
+        List<Integer> trunk = pc.vlan() instanceof VlanMode.Trunk t ? t.vlans() : null;
+        return new SwitchPort(index, pc.name(), vhost, pc.worker(), pc.mtu(), new PortCounters(counters, pc.name()),
+                access, trunk);
+    }
+
+    /** Hands {@code port} to its worker (a queued command) and wires its device to that worker. */
+    void attach(SwitchPort port) {
+        Worker owner = workers.get(port.worker);
+        owner.addPort(port);
+        port.device.setQuiescence(owner.epoch());
+        port.device.addStateListener(owner::wake);
+        port.device.setAnnouncer(mac -> {
+            if (!owner.announce(port, mac)) {
+                LOG.log(Level.WARNING, "port {0}: announcement dropped (the worker''s command queue is full)", port.name);
+            }
+        });
+    }
+
+    /** Applies socket-mode and socket-group of a server port, whose socket is bound. */
+    void applyOwnership(PortConfig pc) throws IOException {
+        applySocketOwnership(pc);
+    }
+
+    List<SwitchPort> livePorts() {
+        return ports;
+    }
+
+    List<Worker> workers() {
+        return workers;
+    }
+
+    MacTable macTable() {
+        return macTable;
+    }
+
+    CountersFile counters() {
+        return counters;
+    }
+
+    SwitchPort[] table() {
+        return table;
+    }
+
+    /** Control plane only: a port added at runtime joins the table and the live list. */
+    void addToTable(SwitchPort port, SwitchPort[] grown) {
+        table = grown;
+        ports.add(port);
+    }
+
+    void removeLive(SwitchPort port) {
+        ports.remove(port);
+    }
+
+    void setConfig(SwitchConfig running) {
+        config = running;
+    }
+
+    /** The largest frame that fits the buffers frames cross workers in; unlimited with one worker (no pool). */
+    int maxCrossWorkerFrame() {
+        return poolBufferSize == 0 ? Integer.MAX_VALUE : (int) poolBufferSize - Worker.META_SIZE;
+    }
+
+    private long poolBufferSize;
+
     private PacketBufferPool newPool(long bufferSize) {
+        poolBufferSize = bufferSize;
         long bytes = bufferSize * POOL_BUFFERS;
         long huge = 2L << 20;
         int fd;
@@ -337,6 +407,12 @@ public final class Switch implements AutoCloseable {
     }
 
     private void mirrorControlCounters() {
+        synchronized (countersLock) {
+            mirrorControlCountersLocked();
+        }
+    }
+
+    private void mirrorControlCountersLocked() {
         try {
             for (SwitchPort port : ports) {
                 VirtQueue rx = port.device.rxQueue();

@@ -10,7 +10,8 @@ final class SwitchPort {
     final VhostUserPort vhost;
     final VirtioNetDevice device;
     final int worker;
-    final int maxFrame;
+    /** Longest frame accepted from the guest; changed live by a command on the port's worker. */
+    int maxFrame;
     final PortCounters counters;
     /** Cross-connect peer, or null. */
     SwitchPort peer;
@@ -56,10 +57,14 @@ final class SwitchPort {
         }
     }
 
-    /** Access VLAN (frames untagged on the port, in this VLAN inside), or -1. */
-    final int accessVlan;
-    /** Trunk: the VLANs allowed, tagged on the port (one bit per VLAN id); null when not a trunk. */
-    final long[] trunk;
+    /**
+     * Access VLAN (frames untagged on the port, in this VLAN inside), or -1. Changed live only by a command on
+     * the port's worker, which is the one that decides every delivery into the port (other workers' reads are
+     * a shortcut that the owner checks again).
+     */
+    int accessVlan;
+    /** Trunk: the VLANs allowed, tagged on the port (one bit per VLAN id); null when not a trunk. As accessVlan. */
+    long[] trunk;
 
     SwitchPort(int index, String name, VhostUserPort vhost, int worker, int mtu, PortCounters counters) {
         this(index, name, vhost, worker, mtu, counters, -1, null);
@@ -69,14 +74,7 @@ final class SwitchPort {
                int accessVlan, java.util.List<Integer> trunkVlans) {
         this.index = index;
         this.accessVlan = accessVlan;
-        if (trunkVlans == null) {
-            this.trunk = null;
-        } else {
-            this.trunk = new long[64];
-            for (int vid : trunkVlans) {
-                trunk[vid >>> 6] |= 1L << (vid & 63);
-            }
-        }
+        this.trunk = trunkBits(trunkVlans);
         this.name = name;
         this.vhost = vhost;
         this.device = vhost.device();
@@ -84,6 +82,18 @@ final class SwitchPort {
         this.maxFrame = mtu + 18;
         device.setMaxMtu(mtu);   // what NET_SET_MTU may ask for: the guest's MTU never exceeds the port's
         this.counters = counters;
+    }
+
+    /** One bit per VLAN id of {@code trunkVlans}, or null for no trunk. */
+    static long[] trunkBits(java.util.List<Integer> trunkVlans) {
+        if (trunkVlans == null) {
+            return null;
+        }
+        long[] bits = new long[64];
+        for (int vid : trunkVlans) {
+            bits[vid >>> 6] |= 1L << (vid & 63);
+        }
+        return bits;
     }
 
     /**

@@ -50,7 +50,8 @@ final class Worker implements Agent {
     private final int id;
     private final boolean learning;
     private final MacTable macTable;
-    private final SwitchPort[] allPorts;
+    /** Every port by index (the switch's table; indices are never reused); replaced by a command when a port is added. */
+    private SwitchPort[] allPorts;
     private SwitchPort[] ports;
     private final PacketBatch batch;
     private final ManyToOneConcurrentArrayQueue<Runnable> commands = new ManyToOneConcurrentArrayQueue<>(256);
@@ -261,6 +262,10 @@ final class Worker implements Agent {
         return id;
     }
 
+    NotifyMode mode() {
+        return mode;
+    }
+
     @Override
     public String roleName() {
         return "vswitch-worker-" + id;
@@ -286,8 +291,52 @@ final class Worker implements Agent {
         if (!running) {
             add.run();
         } else {
-            submit(add);
+            while (!submit(add)) {   // a control thread: wait for room rather than lose the port
+                Thread.onSpinWait();
+            }
         }
+    }
+
+    /** Queues the switch's grown port table (a port was added at runtime); existing indices keep their port. */
+    boolean setAllPorts(SwitchPort[] table) {
+        return submit(() -> allPorts = table);
+    }
+
+    /**
+     * Queues the removal of {@code port} from this worker: on the worker thread, its link goes down (its MACs
+     * are forgotten, its kick unwatched), its last counts are published, it leaves the list, and {@code done}
+     * runs. After that the worker never touches the port's device again.
+     */
+    boolean removePort(SwitchPort port, Runnable done) {
+        return submit(() -> {
+            int at = -1;
+            for (int i = 0; i < ports.length; i++) {
+                if (ports[i] == port) {
+                    at = i;
+                }
+            }
+            if (at >= 0) {
+                if (port.seenRunning) {
+                    linkDown(port);
+                }
+                port.publishCounts();
+                SwitchPort[] next = new SwitchPort[ports.length - 1];
+                for (int i = 0, j = 0; i < ports.length; i++) {
+                    if (i != at) {
+                        next[j] = ports[i];
+                        if (next[j].localIndex != j) {
+                            next[j].localIndex = j;
+                            if (next[j].kick != null) {
+                                epoll.modify(next[j].kick.fd(), Epoll.EPOLLIN | Epoll.EPOLLET, j);
+                            }
+                        }
+                        j++;
+                    }
+                }
+                ports = next;
+            }
+            done.run();
+        });
     }
 
     /**
@@ -509,6 +558,10 @@ final class Worker implements Agent {
                 vlan = src.accessVlan;
             }
             if (!learning) {
+                if (src.peer == null) {
+                    src.pendingPortDown++;   // a cross-connect port without a link (yet): counted, not lost
+                    continue;
+                }
                 deliver(src, src.peer, b, i, length, vlan, tagged);
                 continue;
             }

@@ -14,6 +14,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
@@ -21,6 +22,7 @@ import java.util.stream.Stream;
 import static io.vswitch.engine.QemuGuestsTest.assertPing;
 import static io.vswitch.engine.QemuGuestsTest.transfer;
 import static io.vswitch.engine.TestPmdForwardingTest.value;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -122,6 +124,179 @@ class LiveMigrationTest {
             try (Stream<Path> files = Files.walk(sockets)) {
                 files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
             }
+        }
+    }
+
+    /**
+     * Two things a cloud does while other tenants keep working: it cancels a migration half-way (the source must
+     * carry on, its MAC stays where it was, logging is switched off again), then migrates for real while
+     * dpdk-testpmd forwards between two other ports of the same switch at full rate. testpmd's ports must not
+     * notice: one connection each, their counters grow through the migration, no queue fault, and every frame
+     * testpmd sent the switch reached it.
+     */
+    @org.junit.jupiter.api.Test
+    @Timeout(900)
+    void aCancelledMigrationThenOneBesideTestpmdTraffic() throws Exception {
+        QemuGuest.require();
+        io.vswitch.testing.TestPmd.require();
+        Path work = Path.of("target", "qemu-migration-testpmd").toAbsolutePath();
+        Path sockets = Files.createTempDirectory("vsmt");
+        String yaml = """
+                switch:
+                  mode: learning
+                  notify: hybrid
+                  runtime-dir: %s
+                ports:
+                  - name: vm1
+                    socket: %s
+                  - name: vm2
+                    socket: %s
+                  - name: vm3
+                    socket: %s
+                  - name: t0
+                    socket: %s
+                  - name: t1
+                    socket: %s
+                """.formatted(sockets.resolve("run"), sockets.resolve("vm1.sock"), sockets.resolve("vm2.sock"),
+                sockets.resolve("vm3.sock"), sockets.resolve("t0.sock"), sockets.resolve("t1.sock"));
+        String macA = "52:54:00:97:00:01";
+        try (Switch sw = Switch.start(ConfigLoader.parse(yaml, "migration-testpmd-test.yaml"));
+             QemuGuest first = QemuGuest.start("ta-on-vm1", sockets.resolve("vm1.sock"), false, macA, "10.97.0.1/24", work,
+                     QemuMonitor.args(sockets.resolve("ta1.mon")));
+             QemuGuest b = QemuGuest.start("tb", sockets.resolve("vm3.sock"), false, "52:54:00:97:00:03", "10.97.0.3/24", work)) {
+            first.awaitReady(BOOT);
+            b.awaitReady(BOOT);
+            assertPing(b, first);
+            Path counters = sw.countersPath();
+
+            // 1. A migration to vm2, cancelled while it copies RAM (throttled so that it cannot finish first)
+            int cancelPort = freePort();
+            try (QemuGuest target = QemuGuest.start("ta-cancelled-on-vm2", sockets.resolve("vm2.sock"), false, macA,
+                         "10.97.0.1/24", work, List.of("-incoming", "tcp:127.0.0.1:" + cancelPort));
+                 QemuMonitor monitor1 = QemuMonitor.connect(sockets.resolve("ta1.mon"), Duration.ofSeconds(30))) {
+                QemuGuestsTest.awaitCounter(counters, "vm2", "connections", 1);
+                monitor1.command("migrate_set_parameter max-bandwidth 1M", CMD);
+                monitor1.command("migrate -d tcp:127.0.0.1:" + cancelPort, CMD);
+                String active = awaitStatus(monitor1, "active", Duration.ofSeconds(60));
+                awaitTrue(() -> sw.port("vm1").device.dirtyLogging(), "vm1 logs its writes while the migration copies");
+                monitor1.command("migrate_cancel", CMD);
+                String cancelled = awaitMigration(monitor1, Duration.ofSeconds(60));
+                assertTrue(cancelled.contains("Migration status: cancelled"), "cancelled:\n" + cancelled);
+                awaitTrue(() -> !sw.port("vm1").device.dirtyLogging(), "vm1's dirty-page logging off after the cancel");
+                System.out.printf("migration cancelled half-way: %s -> %s%n", line(active, "transferred ram"),
+                        line(cancelled, "Migration status"));
+                monitor1.command("migrate_set_parameter max-bandwidth 10G", CMD);
+                target.kill();
+            }
+            // the source carries on: its MAC still on vm1, pings and a transfer intact
+            assertPing(b, first);
+            transfer(b, first, 1024);
+            assertTrue(value(CountersFile.read(counters), "vm2", "macs") == 0, "nothing learned on vm2: "
+                    + value(CountersFile.read(counters), "vm2", "macs"));
+
+            // 2. testpmd forwards between t0 and t1 at full rate (mac forwarding: unicast once learned)
+            List<String> eal = List.of("-l", "0,1", "--no-pci", "--no-huge", "-m", "1024",
+                    // the MACs as devargs: virtio-user cannot change them later (no control queue here), and a
+                    // source MAC the eth-peer of the other port does not name would be flooded to the guests
+                    "--vdev", "net_virtio_user0,mac=02:00:00:00:97:01,path=" + sockets.resolve("t0.sock"),
+                    "--vdev", "net_virtio_user1,mac=02:00:00:00:97:02,path=" + sockets.resolve("t1.sock"));
+            List<String> app = List.of("-i", "--total-num-mbufs=16384", "--nb-cores=1", "--forward-mode=mac",
+                    "--eth-peer=0,02:00:00:00:97:02", "--eth-peer=1,02:00:00:00:97:01");
+            try (io.vswitch.testing.TestPmd pmd = io.vswitch.testing.TestPmd.start("pmd-migration", work, eal, app)) {
+                CountersFile.Snapshot quiet = CountersFile.read(counters);
+                pmd.command("start tx_first", Duration.ofSeconds(30));
+                awaitAtLeast(counters, "t1", "rx_packets", 100_000);
+                CountersFile.Snapshot learned = CountersFile.read(counters);
+                long flooded = value(learned, "vm3", "tx_packets") + value(learned, "vm3", "drop_rx_ring_full")
+                        - value(quiet, "vm3", "tx_packets") - value(quiet, "vm3", "drop_rx_ring_full");
+                assertTrue(flooded < 1_000, "testpmd's unicast reaches the guests only until both MACs are learned: "
+                        + flooded + " frames to vm3");
+
+                // 3. the real migration vm1 -> vm2 under B's pings, beside the testpmd traffic
+                int port2 = freePort();
+                try (QemuGuest second = QemuGuest.start("ta-on-vm2", sockets.resolve("vm2.sock"), false, macA,
+                             "10.97.0.1/24", work, List.of("-incoming", "tcp:127.0.0.1:" + port2));
+                     QemuMonitor monitor1 = QemuMonitor.connect(sockets.resolve("ta1.mon"), Duration.ofSeconds(30))) {
+                    awaitAtLeast(counters, "vm2", "connections", 2);   // the cancelled target was the first
+                    b.runOk("ping -i 0.2 -c " + PINGS + " -W 1 " + first.ip() + " > /tmp/ping.log 2>&1 &", CMD);
+                    Thread.sleep(3000);   // pings flow to A on vm1 for a while: the test's timeline, not a synchronization
+                    CountersFile.Snapshot before = CountersFile.read(counters);
+                    String info = migrate(monitor1, port2);
+                    first.kill();
+                    CountersFile.Snapshot after = CountersFile.read(counters);
+                    String summary = b.runOk("wait; tail -3 /tmp/ping.log", Duration.ofSeconds(120));
+                    Matcher m = PING_SUMMARY.matcher(summary);
+                    assertTrue(m.find(), "ping summary:\n" + summary);
+                    int sent = Integer.parseInt(m.group(1));
+                    int received = Integer.parseInt(m.group(2));
+                    summary += "\nreplies: " + b.runOk("grep -o 'seq=[0-9]*' /tmp/ping.log | cut -d= -f2 | xargs echo", CMD);
+                    long t0During = value(after, "t0", "rx_packets") - value(before, "t0", "rx_packets");
+                    long t1During = value(after, "t1", "rx_packets") - value(before, "t1", "rx_packets");
+                    System.out.printf("migration vm1 -> vm2 beside testpmd: %s, %s; pings %d sent, %d received, %d lost;"
+                                    + " testpmd frames through the switch during the migration: t0 %d, t1 %d; %s%n",
+                            line(info, "total time"), line(info, "downtime"), sent, received, sent - received,
+                            t0During, t1During, summary.substring(summary.indexOf("replies:")));
+                    System.out.println("guest-port counters: " + nonZero(CountersFile.read(counters), List.of("vm1", "vm2", "vm3")));
+                    assertTrue(sent - received <= MAX_LOST, "at most " + MAX_LOST + " pings lost: " + summary);
+                    assertTrue(t0During > 0 && t1During > 0, "testpmd kept forwarding through the migration: t0 "
+                            + t0During + ", t1 " + t1During);
+                    assertPing(b, second);
+                    transfer(b, second, 4 * 1024);
+                }
+                pmd.command("stop", Duration.ofSeconds(30));
+                Map<Integer, io.vswitch.testing.TestPmd.PortStats> stats = pmd.portStats();
+                awaitAtLeast(counters, "t0", "rx_packets", stats.get(0).txPackets());
+                awaitAtLeast(counters, "t1", "rx_packets", stats.get(1).txPackets());
+                CountersFile.Snapshot end = CountersFile.read(counters);
+                for (String port : List.of("t0", "t1")) {
+                    assertEquals(1, value(end, port, "connections"), port + " connected once, never dropped");
+                    assertEquals(0, value(end, port, "queue_faults"), port + " queue faults");
+                    assertEquals(0, value(end, port, "protocol_errors"), port + " protocol errors");
+                    assertEquals(0, value(end, port, "drop_invalid"), port + " invalid frames");
+                }
+                assertEquals(stats.get(0).txPackets(), value(end, "t0", "rx_packets"), "testpmd port 0 TX == switch t0 rx");
+                assertEquals(stats.get(1).txPackets(), value(end, "t1", "rx_packets"), "testpmd port 1 TX == switch t1 rx");
+            }
+        } finally {
+            try (Stream<Path> files = Files.walk(sockets)) {
+                files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+            }
+        }
+    }
+
+    private static void awaitTrue(java.util.function.BooleanSupplier condition, String what) throws InterruptedException {
+        long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+        while (!condition.getAsBoolean()) {
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError("not within 30 s: " + what);
+            }
+            Thread.sleep(20);   // polling a state the control thread sets
+        }
+    }
+
+    private static String nonZero(CountersFile.Snapshot snap, List<String> ports) {
+        StringBuilder sb = new StringBuilder();
+        for (CountersFile.Sample sample : snap.samples()) {
+            if (ports.contains(sample.name()) && sample.value() != 0) {
+                sb.append(sample.name()).append('.').append(sample.counter()).append('=').append(sample.value()).append(' ');
+            }
+        }
+        return sb.toString();
+    }
+
+    private static String awaitStatus(QemuMonitor monitor, String status, Duration timeout)
+            throws IOException, InterruptedException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (true) {
+            String info = monitor.command("info migrate", CMD);
+            if (info.contains("Migration status: " + status) && info.contains("transferred ram")) {
+                return info;
+            }
+            if (System.nanoTime() > deadline || info.contains("Migration status: completed")
+                    || info.contains("Migration status: failed")) {
+                throw new AssertionError("migration never reached '" + status + "':\n" + info);
+            }
+            Thread.sleep(100);   // polling QEMU's migration state
         }
     }
 

@@ -23,7 +23,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * in both directions. Counters on both sides must agree: nothing is silently lost.
  */
 class TestPmdForwardingTest {
-    private static final Duration TRAFFIC = Duration.ofSeconds(Integer.getInteger("vswitch.test.trafficSeconds", 10));
+    private static final long FRAMES = 200_000;
 
     @TempDir
     Path dir;
@@ -54,11 +54,39 @@ class TestPmdForwardingTest {
         run("learning", false, 2);
     }
 
+    // DPDK's virtio-user negotiates IN_ORDER by default (in_order=1) and split rings (packed_vq=0)
+
+    @Test
+    void crossConnectSplitRingWithoutInOrder() throws Exception {
+        run("cross-connect", false, 1, ",in_order=0");
+    }
+
+    @Test
+    void crossConnectPackedRing() throws Exception {
+        run("cross-connect", false, 1, ",packed_vq=1,in_order=0");
+    }
+
+    @Test
+    void crossConnectPackedRingInOrder() throws Exception {
+        run("cross-connect", false, 1, ",packed_vq=1,in_order=1");
+    }
+
+    @Test
+    void learningBridgePackedRingWithHugepages() throws Exception {
+        Peers.require(freeHugePages() >= 512, "512 free 2 MiB hugepages and hugetlbfs at /dev/hugepages");
+        run("learning", true, 1, ",packed_vq=1");
+    }
+
     private void run(String mode, boolean hugepages) throws Exception {
         run(mode, hugepages, 1);
     }
 
     private void run(String mode, boolean hugepages, int workers) throws Exception {
+        run(mode, hugepages, workers, "");
+    }
+
+    /** {@code vdevArgs} is appended to both net_virtio_user vdevs (packed_vq=1, in_order=0, ...). */
+    private void run(String mode, boolean hugepages, int workers, String vdevArgs) throws Exception {
         TestPmd.require();
         String yaml = """
                 switch:
@@ -79,37 +107,46 @@ class TestPmdForwardingTest {
         SwitchConfig config = ConfigLoader.parse(yaml, "test.yaml");
         try (Switch sw = Switch.start(config)) {
             List<String> eal = new ArrayList<>(List.of("-l", "0,1", "--no-pci",
-                    "--vdev", "net_virtio_user0,path=" + dir.resolve("a.sock"),
-                    "--vdev", "net_virtio_user1,path=" + dir.resolve("b.sock")));
+                    // the MACs as devargs: testpmd's `mac_addr set` cannot change a virtio-user port's MAC
+                    "--vdev", "net_virtio_user0,mac=02:00:00:00:00:01,path=" + dir.resolve("a.sock") + vdevArgs,
+                    "--vdev", "net_virtio_user1,mac=02:00:00:00:00:02,path=" + dir.resolve("b.sock") + vdevArgs));
             eal.addAll(hugepages ? List.of("-m", "512", "--single-file-segments") : List.of("--no-huge", "-m", "1024"));
             List<String> app = new ArrayList<>(List.of("-i", "--total-num-mbufs=16384", "--nb-cores=1"));
             if (mode.equals("learning")) {
                 // a learning bridge forwards by MAC: frames of port 0 must be addressed to port 1's MAC and back
                 app.addAll(List.of("--forward-mode=mac", "--eth-peer=0,02:00:00:00:00:02", "--eth-peer=1,02:00:00:00:00:01"));
             }
-            try (TestPmd pmd = TestPmd.start("pmd-" + mode + (hugepages ? "-huge" : ""), dir, eal, app)) {
-                if (mode.equals("learning")) {
-                    pmd.command("port stop all", Duration.ofSeconds(30));
-                    pmd.command("mac_addr set 0 02:00:00:00:00:01", Duration.ofSeconds(10));
-                    pmd.command("mac_addr set 1 02:00:00:00:00:02", Duration.ofSeconds(10));
-                    pmd.command("port start all", Duration.ofSeconds(30));
-                } else {
+            try (TestPmd pmd = TestPmd.start("pmd-" + mode + (hugepages ? "-huge" : "") + vdevArgs.replace(',', '-').replace('=', '_'),
+                    dir, eal, app)) {
+                if (!mode.equals("learning")) {
                     pmd.command("set fwd io", Duration.ofSeconds(10));
                 }
                 pmd.command("start tx_first", Duration.ofSeconds(30));
-                Thread.sleep(TRAFFIC.toMillis());
+                // traffic until 200,000 frames went each way (a condition, not a time window: rates are for bench/)
+                Await.atLeast(sw.countersPath(), "a", "rx_packets", FRAMES);
+                Await.atLeast(sw.countersPath(), "b", "rx_packets", FRAMES);
                 pmd.command("stop", Duration.ofSeconds(30));
-                Thread.sleep(500);   // let the worker drain what testpmd transmitted last
+                Map<Integer, TestPmd.PortStats> sent = pmd.portStats();
+                // the worker drains what testpmd transmitted last
+                Await.atLeast(sw.countersPath(), "a", "rx_packets", sent.get(0).txPackets());
+                Await.atLeast(sw.countersPath(), "b", "rx_packets", sent.get(1).txPackets());
+                // and delivers it: testpmd's RX counts settle once the switch has nothing more to deliver
+                Await.settled(() -> pmd.portStats().values().stream().mapToLong(TestPmd.PortStats::rxPackets).sum(),
+                        Duration.ofMillis(200), "testpmd's RX counts");
                 Map<Integer, TestPmd.PortStats> stats = pmd.portStats();
                 CountersFile.Snapshot snap = CountersFile.read(sw.countersPath());
                 long aRx = value(snap, "a", "rx_packets");
                 long bRx = value(snap, "b", "rx_packets");
                 long aTx = value(snap, "a", "tx_packets");
                 long bTx = value(snap, "b", "tx_packets");
-                System.out.printf("%s%s, %d worker(s): testpmd %s; switch a rx %d tx %d, b rx %d tx %d%n", mode,
-                        hugepages ? " (hugepages)" : "", workers, stats, aRx, aTx, bRx, bTx);
+                System.out.printf("%s%s%s, %d worker(s): testpmd %s; switch a rx %d tx %d, b rx %d tx %d%n", mode,
+                        hugepages ? " (hugepages)" : "", vdevArgs, workers, stats, aRx, aTx, bRx, bTx);
+                if (vdevArgs.contains("packed_vq=1")) {
+                    assertTrue(sw.port("a").device.txQueue().isPacked() && sw.port("b").device.rxQueue().isPacked(),
+                            "the switch served packed rings");
+                }
 
-                assertTrue(aRx > 100_000, "traffic flowed: " + aRx + " frames from port 0 in " + TRAFFIC);
+                assertTrue(aRx > 100_000, "traffic flowed: " + aRx + " frames from port 0");
                 assertTrue(bRx > 100_000, "traffic flowed both ways: " + bRx);
                 // everything testpmd transmitted reached the switch
                 assertEquals(stats.get(0).txPackets(), aRx, "testpmd port 0 TX == switch port a rx");

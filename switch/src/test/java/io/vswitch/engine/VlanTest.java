@@ -89,7 +89,8 @@ class VlanTest {
             c.transmit(frame(BROADCAST, MAC_X, -1, "untagged on trunk"));
             c.transmit(frame(BROADCAST, MAC_X, 30, "vlan 30"));
             a.transmit(frame(BROADCAST, MAC_A, 10, "tagged on access"));
-            Thread.sleep(300);
+            Await.atLeast(sw.countersPath(), "c", "drop_vlan", 2);
+            Await.atLeast(sw.countersPath(), "a", "drop_vlan", 1);
             CountersFile.Snapshot snap = CountersFile.read(sw.countersPath());
             assertEquals(2, value(snap, "c", "drop_vlan"));
             assertEquals(1, value(snap, "a", "drop_vlan"));

@@ -190,6 +190,12 @@ public final class GuestMemory implements AutoCloseable {
         return gpa - guestStart[region];
     }
 
+    /** The guest-physical address of frontend-virtual {@code uva}, or -1 when no region holds it. */
+    public long userToGuest(long uva) {
+        int r = findUser(uva, 1);
+        return r < 0 ? -1 : uva - userStart[r] + guestStart[r];
+    }
+
     /** The bytes at guest-physical {@code [gpa, gpa+length)}, or null when they are not wholly in one region. */
     public MemorySegment sliceGuest(long gpa, long length) {
         int r = findGuest(gpa, length);

@@ -401,8 +401,9 @@ public final class VirtioNetDevice {
         if (bad != null) {
             return bad;
         }
-        if (size < 1 || size > 32768 || Integer.bitCount(size) != 1) {
-            return "queue " + index + " size " + size + " is not a power of two in 1..32768";
+        boolean packed = Features.has(features, Features.VIRTIO_F_RING_PACKED);
+        if (size < 1 || size > 32768 || (!packed && Integer.bitCount(size) != 1)) {
+            return "queue " + index + " size " + size + (packed ? " is not in 1..32768" : " is not a power of two in 1..32768");
         }
         setup[index].size = size;
         return null;
@@ -531,6 +532,8 @@ public final class VirtioNetDevice {
      * Takes the frontend's dirty-page log (SET_LOG_BASE). A log it replaces is unmapped once the worker
      * cannot be writing it any more.
      */
+    private boolean dirtyLogging;
+
     public synchronized void setDirtyLog(DirtyLog log) {
         DirtyLog old = dirtyLog;
         dirtyLog = log;
@@ -551,6 +554,16 @@ public final class VirtioNetDevice {
         for (VirtQueue q : queues) {
             q.setDirtyLog(active);
         }
+        if ((active != null) != dirtyLogging) {
+            dirtyLogging = active != null;
+            LOG.log(Level.INFO, "port {0}: dirty-page logging {1}", name,
+                    dirtyLogging ? "on (a live migration copies this guest)" : "off");
+        }
+    }
+
+    /** True while writes into guest memory are being logged (a live migration is copying the guest). */
+    public synchronized boolean dirtyLogging() {
+        return dirtyLogging;
     }
 
     /** Who injects the announcement frame for SEND_RARP (the switch); called on the control thread. */
@@ -666,7 +679,9 @@ public final class VirtioNetDevice {
             if (!q.isConfigured()) {
                 String problem = q.configure(memory, s.size, s.descAddr, s.availAddr, s.usedAddr,
                         Features.has(features, Features.VIRTIO_RING_F_EVENT_IDX),
-                        Features.has(features, Features.VIRTIO_NET_F_MRG_RXBUF), s.base);
+                        Features.has(features, Features.VIRTIO_NET_F_MRG_RXBUF),
+                        Features.has(features, Features.VIRTIO_F_RING_PACKED),
+                        Features.has(features, Features.VIRTIO_F_IN_ORDER), s.base);
                 if (problem != null) {
                     markBroken("queue " + i + ": " + problem);
                     return;

@@ -11,6 +11,7 @@ public enum QueueFault {
     NESTED_INDIRECT("indirect descriptor inside an indirect table"),
     WRONG_DIRECTION("descriptor direction wrong for the queue (write flag on TX or missing on RX)"),
     AVAIL_INDEX_JUMP("available index moved by more than the queue size"),
+    CHAIN_NOT_AVAILABLE("packed ring: a descriptor chain continues into a descriptor the driver has not made available"),
     MEMORY_GONE("guest memory was unmapped under the queue");
 
     private final String description;

@@ -47,6 +47,11 @@ public final class VirtQueue {
     private volatile GuestMemory memory;
     private boolean eventIdx;
     private boolean mergeable;
+    /** VIRTIO_F_IN_ORDER: a TX burst is returned as one used element (the last chain's head). */
+    private boolean inOrder;
+    /** VIRTIO_F_RING_PACKED: every data-path call goes to {@link #packedRing} instead. */
+    private boolean packed;
+    private final PackedVirtQueue packedRing = new PackedVirtQueue(this);
     /** Guest-physical address of the used ring for the dirty log, or -1 when its writes are not logged. */
     private long usedLogAddr = -1;
     private volatile EventFd call;
@@ -58,6 +63,7 @@ public final class VirtQueue {
     private int availCache;
     private int usedIdx;
     private int usedPublished;
+    private int burstLastHead;
     private volatile QueueFault fault = QueueFault.NONE;
     private volatile String faultDetail = "";
 
@@ -104,6 +110,28 @@ public final class VirtQueue {
      */
     public String configure(GuestMemory memory, int size, long descAddr, long availAddr, long usedAddr,
                             boolean eventIdx, boolean mergeable, int base) {
+        return configure(memory, size, descAddr, availAddr, usedAddr, eventIdx, mergeable, false, false, base);
+    }
+
+    /**
+     * As {@link #configure(GuestMemory, int, long, long, long, boolean, boolean, int)}, choosing the ring layout:
+     * with {@code packed} the addresses are the descriptor ring, the driver area and the device area of a
+     * packed virtqueue, and {@code base} carries the wrap counter in bit 15. {@code inOrder}: VIRTIO_F_IN_ORDER.
+     */
+    public String configure(GuestMemory memory, int size, long descAddr, long availAddr, long usedAddr,
+                            boolean eventIdx, boolean mergeable, boolean packed, boolean inOrder, int base) {
+        if (packed) {
+            String problem = packedRing.configure(memory, size, descAddr, availAddr, usedAddr, eventIdx, mergeable, inOrder, base);
+            if (problem == null) {
+                this.packed = true;
+                this.size = size;
+                this.fault = QueueFault.NONE;
+                this.faultDetail = "";
+            }
+            return problem;
+        }
+        this.packed = false;
+        this.inOrder = inOrder;
         if (size < 1 || size > MAX_QUEUE_SIZE || Integer.bitCount(size) != 1) {
             return "queue size " + size + " is not a power of two in 1.." + MAX_QUEUE_SIZE;
         }
@@ -143,6 +171,7 @@ public final class VirtQueue {
 
     /** Forgets the rings (memory is about to be unmapped). Call only while the queue is not published. */
     public void unconfigure() {
+        packedRing.unconfigure();   // keeps its position (and packed stays set) for GET_VRING_BASE
         memory = null;
         desc = null;
         avail = null;
@@ -153,7 +182,7 @@ public final class VirtQueue {
     }
 
     public boolean isConfigured() {
-        return used != null;
+        return packed ? packedRing.isConfigured() : used != null;
     }
 
     /**
@@ -163,7 +192,9 @@ public final class VirtQueue {
      * passed, since the worker may still be translating with it.
      */
     public void replaceMemory(GuestMemory memory) {
-        if (this.memory != null) {
+        if (packed) {
+            packedRing.replaceMemory(memory);
+        } else if (this.memory != null) {
             this.memory = memory;
         }
     }
@@ -174,7 +205,7 @@ public final class VirtQueue {
 
     /** The next available index to process: what GET_VRING_BASE reports. */
     public int lastAvailIndex() {
-        return lastAvail;
+        return packed ? packedRing.lastAvailIndex() : lastAvail;
     }
 
     public void setCall(EventFd call) {
@@ -223,7 +254,12 @@ public final class VirtQueue {
         return fault != QueueFault.NONE;
     }
 
-    private boolean fail(QueueFault why, String detail) {
+    /** True when the frontend negotiated packed rings for this queue (as configured). */
+    public boolean isPacked() {
+        return packed;
+    }
+
+    boolean fail(QueueFault why, String detail) {
         if (fault == QueueFault.NONE) {
             faultDetail = detail;
             fault = why;
@@ -247,6 +283,10 @@ public final class VirtQueue {
      * (not wanted) when the index that is one behind that comes round again.
      */
     public void setKicksWanted(boolean wanted) {
+        if (packed) {
+            packedRing.setKicksWanted(wanted);
+            return;
+        }
         MemorySegment u = used;
         if (u == null || fault != QueueFault.NONE) {
             return;
@@ -274,6 +314,9 @@ public final class VirtQueue {
 
     /** True when the guest has made entries available that we have not taken yet. */
     public boolean hasAvailable() {
+        if (packed) {
+            return packedRing.hasAvailable();
+        }
         MemorySegment a = avail;
         if (a == null || fault != QueueFault.NONE) {
             return false;
@@ -374,6 +417,9 @@ public final class VirtQueue {
      * counted; their descriptors are returned by {@link #completeTx}.
      */
     public int dequeueBurst(PacketBatch batch) {
+        if (packed) {
+            return packedRing.dequeueBurst(batch);
+        }
         batch.clear();
         final MemorySegment a = avail;
         if (a == null || fault != QueueFault.NONE) {
@@ -392,8 +438,9 @@ public final class VirtQueue {
             int n = Math.min(pending, batch.capacity());
             final int m = mask;
             int next = lastAvail;
+            int head = 0;
             for (int i = 0; i < n; i++) {
-                int head = a.get(U16, AVAIL_RING + (long) AVAIL_ELEM_SIZE * (next & m)) & 0xFFFF;
+                head = a.get(U16, AVAIL_RING + (long) AVAIL_ELEM_SIZE * (next & m)) & 0xFFFF;
                 if (!readTxChain(head, batch)) {
                     batch.clear();
                     return 0;
@@ -401,6 +448,7 @@ public final class VirtQueue {
                 next = (next + 1) & 0xFFFF;
             }
             lastAvail = next;
+            burstLastHead = head;
             return batch.count();
         } catch (RuntimeException e) {
             batch.clear();
@@ -463,8 +511,16 @@ public final class VirtQueue {
 
     /** Returns every descriptor of the last burst to the guest, publishes used.idx once, and calls if asked. */
     public void completeTx(PacketBatch batch) {
+        if (packed) {
+            packedRing.completeTx();
+            return;
+        }
         final MemorySegment u = used;
         if (u == null || fault != QueueFault.NONE) {
+            return;
+        }
+        if (inOrder) {
+            completeTxInOrder(u, batch.count() + batch.dropped);
             return;
         }
         try {
@@ -487,6 +543,26 @@ public final class VirtQueue {
                 }
             }
             usedIdx = idx;
+            publishUsed();
+        } catch (RuntimeException e) {
+            fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
+        }
+    }
+
+    /** IN_ORDER: one used element, the last chain's head, stands for the whole burst of {@code n} chains (2.7.9). */
+    private void completeTxInOrder(MemorySegment u, int n) {
+        if (n == 0) {
+            return;
+        }
+        try {
+            int idx = usedIdx;
+            long at = USED_RING + (long) USED_ELEM_SIZE * ((idx + n - 1) & mask);
+            u.set(U64, at, usedElement(burstLastHead, 0));
+            final DirtyLog log = dirtyLog;
+            if (log != null) {
+                logUsed(log, at, USED_ELEM_SIZE);
+            }
+            usedIdx = (idx + n) & 0xFFFF;
             publishUsed();
         } catch (RuntimeException e) {
             fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
@@ -522,6 +598,9 @@ public final class VirtQueue {
      * @throws RuntimeException only when the source pieces cannot be read
      */
     public boolean enqueue(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength) {
+        if (packed) {
+            return packedRing.enqueue(segments, offsets, lengths, first, count, frameLength, headerStage);
+        }
         final MemorySegment a = avail;
         final MemorySegment u = used;
         if (a == null || fault != QueueFault.NONE) {
@@ -657,6 +736,10 @@ public final class VirtQueue {
 
     /** Publishes what {@link #enqueue} wrote since the last flush (once per burst) and calls the guest if asked. */
     public void flushRx() {
+        if (packed) {
+            packedRing.flushRx();
+            return;
+        }
         if (usedIdx == usedPublished || used == null || fault != QueueFault.NONE) {
             return;
         }

@@ -82,6 +82,25 @@ public final class TestFrontend implements AutoCloseable {
         /** VHOST_USER_F_PROTOCOL_FEATURES: without it there is no REPLY_ACK and no SET_VRING_ENABLE. */
         public boolean protocolFeatures = true;
         public boolean replyAck = true;
+        /** VIRTIO_F_RING_PACKED: the rings are packed (drive them with {@link PackedDriver}). */
+        public boolean packed;
+        /** VIRTIO_F_IN_ORDER. */
+        public boolean inOrder;
+
+        public Options packed(boolean on) {
+            packed = on;
+            return this;
+        }
+
+        public Options inOrder(boolean on) {
+            inOrder = on;
+            return this;
+        }
+
+        /** The ring base a fresh queue starts from: 0, or for a packed ring offset 0 with wrap counter 1. */
+        public int initialBase() {
+            return packed ? 0x8000 : 0;
+        }
 
         public Options eventIdx(boolean on) {
             eventIdx = on;
@@ -121,6 +140,12 @@ public final class TestFrontend implements AutoCloseable {
             }
             if (protocolFeatures) {
                 f |= Features.bit(Features.VHOST_USER_F_PROTOCOL_FEATURES);
+            }
+            if (packed) {
+                f |= Features.bit(Features.VIRTIO_F_RING_PACKED);
+            }
+            if (inOrder) {
+                f |= Features.bit(Features.VIRTIO_F_IN_ORDER);
             }
             return f;
         }
@@ -184,6 +209,9 @@ public final class TestFrontend implements AutoCloseable {
             }
             chainIds.clear();
             chainBuffers.clear();
+            if (index == TX) {
+                inOrderHeads.clear();
+            }
             ram.asSlice(descOffset, descTableBytes(size)).fill((byte) 0);
             ram.asSlice(availOffset, availBytes(size)).fill((byte) 0);
             ram.asSlice(usedOffset, usedBytes(size)).fill((byte) 0);
@@ -288,7 +316,7 @@ public final class TestFrontend implements AutoCloseable {
         expectOk(setOwner(), "SET_OWNER");
         expectOk(setMemTable(), "SET_MEM_TABLE");
         for (int q = 0; q < 2; q++) {
-            setUpRing(q, 0);
+            setUpRing(q, options.initialBase());
         }
         sync();
         return this;
@@ -330,7 +358,7 @@ public final class TestFrontend implements AutoCloseable {
     public int resetRing(int q) throws IOException {
         int base = getVringBase(q);
         rings[q].resetDriverState();
-        setUpRing(q, 0);
+        setUpRing(q, options.initialBase());
         sync();
         return base;
     }
@@ -773,6 +801,7 @@ public final class TestFrontend implements AutoCloseable {
         }
         r.chainIds.put(head, ids);
         r.chainBuffers.put(head, buffers);
+        inOrderHeads.add(head);
         publish(TX, head);
         return head;
     }
@@ -781,6 +810,26 @@ public final class TestFrontend implements AutoCloseable {
     public List<Used> txCompleted() {
         return consumeUsed(TX);
     }
+
+    /**
+     * With IN_ORDER: the TX used entries since the last call, where one entry may stand for every chain made
+     * available before it (the device writes only the burst's last); frees the chains in the order they were
+     * made available.
+     */
+    public List<Used> txCompletedInOrder() {
+        Ring r = rings[TX];
+        int idx = usedIdx(TX);
+        List<Used> out = new ArrayList<>();
+        while (r.lastUsed != idx) {
+            int head = inOrderHeads.poll();
+            r.lastUsed = (r.lastUsed + 1) & 0xFFFF;
+            out.add(new Used(head, 0));
+            release(r, head);
+        }
+        return out;
+    }
+
+    private final ArrayDeque<Integer> inOrderHeads = new ArrayDeque<>();
 
     private List<Used> consumeUsed(int q) {
         Ring r = rings[q];
@@ -796,6 +845,9 @@ public final class TestFrontend implements AutoCloseable {
     }
 
     private void release(Ring r, int head) {
+        if (r.index == TX) {
+            inOrderHeads.remove(Integer.valueOf(head));
+        }
         int[] ids = r.chainIds.remove(head);
         r.chainBuffers.remove(head);
         if (ids == null) {
