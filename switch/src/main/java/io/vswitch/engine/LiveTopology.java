@@ -304,6 +304,7 @@ public final class LiveTopology {
                 case VlanMode.Untagged u -> { }
             }
             port.put("mtu", pc.mtu());
+            port.put("guest_mtu", p.device.mtu());   // what the frontend gave the guest (NET_SET_MTU), 0 if none
             port.put("mac_limit", pc.macLimit());
             port.put("macs", sw.macTable() == null ? 0 : sw.macTable().learnedOn(p.index));
             linkOf(pc.name()).ifPresent(l -> port.put("linked_to", l.other(pc.name())));
