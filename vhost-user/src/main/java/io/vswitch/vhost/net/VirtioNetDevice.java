@@ -28,8 +28,9 @@ import java.util.function.Consumer;
  * {@link #raiseBroken}, which only set a flag for {@link #handleRaised()} on a control thread.
  *
  * <p>Grace periods. An eventfd the worker may be signalling (call, err) is never closed as it is replaced:
- * it is retired, and {@link #releaseRetired()} closes it after a grace period. Guest memory and kick
- * eventfds are released only while the data path is stopped, after {@link #stop()} waited for quiescence.
+ * it is retired, and {@link #releaseRetired()} closes it after a grace period; so is a memory region removed
+ * with REM_MEM_REG while the data path runs. Other guest memory and kick eventfds are released only while the
+ * data path is stopped, after {@link #stop()} waited for quiescence.
  *
  * <p>Queue numbering is virtio-net's: 0 is the guest's receive queue (we enqueue), 1 its transmit queue
  * (we dequeue).
