@@ -37,7 +37,7 @@ class LinkStatusTestPmdTest {
                 """.formatted(dir.resolve("run"), dir.resolve("a.sock"));
         Switch sw = Switch.start(ConfigLoader.parse(yaml, "link.yaml"));
         boolean closed = false;
-        try (TestPmd pmd = TestPmd.start("pmd-link", dir, List.of("-l", "0", "--no-pci", "--no-huge", "-m", "512",
+        try (TestPmd pmd = TestPmd.start("pmd-link", dir, List.of("-l", "0,1", "--no-pci", "--no-huge", "-m", "512",
                 "--vdev", "net_virtio_user0,path=" + dir.resolve("a.sock")), List.of("-i", "--total-num-mbufs=2048"))) {
             awaitLink(pmd, "up");
             sw.close();
