@@ -327,6 +327,7 @@ public final class LiveTopology {
                 case VlanMode.Untagged u -> { }
             }
             port.put("mtu", pc.mtu());
+            port.put("guest_mtu", p.device.mtu());   // what the frontend gave the guest (NET_SET_MTU), 0 if none
             port.put("mac_limit", pc.macLimit());
             port.put("macs", sw.macTable() == null ? 0 : sw.macTable().learnedOn(p.index));
             linkOf(pc.name()).ifPresent(l -> port.put("linked_to", l.other(pc.name())));
@@ -845,6 +846,9 @@ public final class LiveTopology {
             port.trunk = trunk;
             port.maxFrame = maxFrame;
         });
+        // the MTU a frontend may give its guest from now on (NET_SET_MTU); a guest already given a larger one keeps
+        // it until it reconnects, and its longer frames are dropped as over_mtu
+        port.device.setMaxMtu(next.mtu());
         if (sw.macTable() != null) {
             sw.macTable().setLimit(port.index, next.macLimit());
             if (!old.vlan().equals(next.vlan()) || next.macLimit() < old.macLimit()) {

@@ -90,6 +90,7 @@ final class SwitchPort {
         this.uplink = uplink;
         this.worker = worker;
         this.maxFrame = mtu + 18;
+        device.setMaxMtu(mtu);   // what NET_SET_MTU may ask for: the guest's MTU never exceeds the port's
         this.counters = counters;
     }
 

@@ -57,11 +57,15 @@ class SwitchRestartTest {
                 assertTrue(value(snap, "r2", "notifications") > 0, "guests were notified through their call eventfds");
                 assertTrue(value(snap, "r1", "kicks") > 0, "and woke the sleeping worker with kicks");
             }
-            // the switch is gone: sockets removed, guests see their backend disappear
-            Thread.sleep(1000);   // the test's timeline: the switch stays down a while, as in a real restart
+            // the switch is gone: sockets removed, guests see their backend disappear, as link down
+            // (VIRTIO_NET_F_STATUS: QEMU clears LINK_UP in the config space when the vhost-user connection closes)
+            awaitCarrier(g1, 0);
+            awaitCarrier(g2, 0);
             try (Switch second = Switch.start(config)) {
                 awaitCounter(second.countersPath(), "r1", "link_up", 1);
                 awaitCounter(second.countersPath(), "r2", "link_up", 1);
+                awaitCarrier(g1, 1);
+                awaitCarrier(g2, 1);
                 assertPing(g2, g1);
                 transfer(g2, g1, 4096);
 
@@ -79,5 +83,13 @@ class SwitchRestartTest {
                 files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
             }
         }
+    }
+
+    /** Waits until the guest's driver reports carrier {@code carrier} (1 up, 0 down) on eth0, and operstate with it. */
+    static void awaitCarrier(QemuGuest g, int carrier) {
+        String operstate = carrier == 1 ? "up" : "down";
+        String check = "[ $(cat /sys/class/net/eth0/carrier) = " + carrier + " ] && [ $(cat /sys/class/net/eth0/operstate) = "
+                + operstate + " ]";
+        g.runOk("for i in $(seq 150); do " + check + " && break; usleep 200000; done; " + check, Duration.ofSeconds(60));
     }
 }

@@ -1,53 +1,71 @@
 package io.vswitch.vhost.memory;
 
-import io.vswitch.vhost.os.MappedMemory;
-
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
 
 /**
  * The guest RAM a frontend shared with us: up to {@link #MAX_REGIONS} regions, each mapped from its own
- * descriptor. Immutable once built: a new memory table builds a new {@code GuestMemory}, published to the
- * data path only after the old one is no longer in use (see {@code VirtioNetDevice}).
+ * descriptor. Immutable once built (but for a lookup hint, below): a new memory table, an added or a removed
+ * region builds a new {@code GuestMemory}; the regions it shares with the old one stay mapped, and a region it
+ * dropped is unmapped only after a grace period (see {@code VirtioNetDevice}).
  *
- * <p>Two address spaces are translated: guest-physical (descriptor addresses) and frontend-virtual (ring
- * addresses in SET_VRING_ADDR). A range is valid only when it lies wholly inside one region.
+ * <p>Two address spaces are translated: guest-physical (descriptor addresses, on the data path) and
+ * frontend-virtual (ring addresses in SET_VRING_ADDR, at set-up). A range is valid only when it lies wholly
+ * inside one region.
+ *
+ * <p>Guest-physical lookups stay fast with hundreds of regions: regions are kept sorted by guest-physical
+ * address (they never overlap), a lookup first tries the region that answered the previous one (consecutive
+ * descriptors almost always share a region), and otherwise scans them (up to {@value #LINEAR_SCAN_MAX}
+ * regions) or binary-searches the sorted starts. Nothing is allocated. The hint is a plain field that workers may race on: it is only ever a guess that the full range
+ * check confirms, so a stale or torn value costs a binary search, never a wrong answer.
  */
 public final class GuestMemory implements AutoCloseable {
-    /** The most regions we accept, reported by GET_MAX_MEM_SLOTS. */
-    public static final int MAX_REGIONS = 32;
+    /**
+     * The most regions we accept, reported by GET_MAX_MEM_SLOTS: the 509 that QEMU (ACPI memory slots on
+     * x86 and Arm) and rust-vmm frontends use at most. SET_MEM_TABLE still carries at most 8 (one message's
+     * descriptors); more come one by one with ADD_MEM_REG (PROTOCOL_F_CONFIGURE_MEM_SLOTS).
+     */
+    public static final int MAX_REGIONS = 509;
 
+    /** Up to this many regions a missed hint falls back to a scan, above to a binary search. */
+    static final int LINEAR_SCAN_MAX = 8;
+
+    private static final GuestMemory EMPTY = new GuestMemory(List.of());
+
+    /** Sorted by guest-physical address; index i of every array below describes regions[i]. */
     private final MemoryRegion[] regions;
     private final MemorySegment[] segments;
     private final long[] guestStart;
-    private final long[] guestEnd;   // exclusive
     private final long[] userStart;
-    private final long[] userEnd;    // exclusive
+    private final long[] size;
+    /** The region that answered the last guest-physical lookup: a guess, checked before use (see above). */
+    private int hint;
 
     private GuestMemory(List<MemoryRegion> list) {
         int n = list.size();
         regions = list.toArray(new MemoryRegion[0]);
+        Arrays.sort(regions, Comparator.comparing(MemoryRegion::guestPhysAddr, Long::compareUnsigned));
         segments = new MemorySegment[n];
         guestStart = new long[n];
-        guestEnd = new long[n];
         userStart = new long[n];
-        userEnd = new long[n];
+        size = new long[n];
         for (int i = 0; i < n; i++) {
             MemoryRegion r = regions[i];
             segments[i] = r.segment();
             guestStart[i] = r.guestPhysAddr();
-            guestEnd[i] = r.guestPhysAddr() + r.size();
             userStart[i] = r.userAddr();
-            userEnd[i] = r.userAddr() + r.size();
+            size[i] = r.size();
         }
     }
 
     public static GuestMemory empty() {
-        return new GuestMemory(List.of());
+        return EMPTY;
     }
 
-    /** A memory with {@code region} added; overlaps with existing regions are refused. */
+    /** A memory with {@code region} added; overlaps with existing regions and a region beyond the limit are refused. */
     public GuestMemory with(MemoryRegion region) {
         if (regions.length >= MAX_REGIONS) {
             throw new GuestMemoryException("more than " + MAX_REGIONS + " memory regions");
@@ -60,7 +78,8 @@ public final class GuestMemory implements AutoCloseable {
                 throw new GuestMemoryException("region " + region + " overlaps frontend-virtual range of " + r);
             }
         }
-        List<MemoryRegion> list = new ArrayList<>(List.of(regions));
+        List<MemoryRegion> list = new ArrayList<>(regions.length + 1);
+        list.addAll(List.of(regions));
         list.add(region);
         return new GuestMemory(list);
     }
@@ -89,35 +108,74 @@ public final class GuestMemory implements AutoCloseable {
         return regions.length;
     }
 
+    /** Region {@code i}, in guest-physical order. */
     public MemoryRegion region(int i) {
         return regions[i];
     }
 
+    /** True when {@code region} is one of this memory's regions (the same mapping, not only the same numbers). */
+    public boolean contains(MemoryRegion region) {
+        for (MemoryRegion r : regions) {
+            if (r == region) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /**
      * The region holding guest-physical range {@code [gpa, gpa+length)} wholly, or -1. Zero-length ranges
-     * must still start inside a region.
+     * must still start inside a region. Allocation-free; see the class comment for how it searches.
      */
     public int findGuest(long gpa, long length) {
         final long[] starts = guestStart;
-        final long[] ends = guestEnd;
-        for (int i = 0; i < starts.length; i++) {
-            long offset = gpa - starts[i];
-            if (Long.compareUnsigned(gpa, starts[i]) >= 0 && Long.compareUnsigned(gpa, ends[i]) < 0
-                    && Long.compareUnsigned(length, ends[i] - starts[i] - offset) <= 0) {
-                return i;
+        final long[] sizes = size;
+        int h = hint;
+        if (h < starts.length && inside(gpa - starts[h], length, sizes[h])) {
+            return h;
+        }
+        int n = starts.length;
+        if (n <= LINEAR_SCAN_MAX) {
+            // few regions: a scan beats a binary search's mispredicted branches (MemoryLookupBenchmark)
+            for (int i = 0; i < n; i++) {
+                if (inside(gpa - starts[i], length, sizes[i])) {
+                    hint = i;
+                    return i;
+                }
             }
+            return -1;
+        }
+        // the last region starting at or below gpa is the only one that can hold it
+        int lo = 0;
+        int hi = n - 1;
+        int found = -1;
+        while (lo <= hi) {
+            int mid = (lo + hi) >>> 1;
+            if (Long.compareUnsigned(starts[mid], gpa) <= 0) {
+                found = mid;
+                lo = mid + 1;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        if (found >= 0 && inside(gpa - starts[found], length, sizes[found])) {
+            hint = found;
+            return found;
         }
         return -1;
     }
 
-    /** As {@link #findGuest}, for a frontend-virtual address. */
+    /** {@code [offset, offset+length)} lies within {@code [0, size)}; offsets below the start wrap to huge values. */
+    private static boolean inside(long offset, long length, long size) {
+        return Long.compareUnsigned(offset, size) < 0 && Long.compareUnsigned(length, size - offset) <= 0;
+    }
+
+    /** As {@link #findGuest}, for a frontend-virtual address (set-up only: a linear scan). */
     public int findUser(long uva, long length) {
         final long[] starts = userStart;
-        final long[] ends = userEnd;
+        final long[] sizes = size;
         for (int i = 0; i < starts.length; i++) {
-            long offset = uva - starts[i];
-            if (Long.compareUnsigned(uva, starts[i]) >= 0 && Long.compareUnsigned(uva, ends[i]) < 0
-                    && Long.compareUnsigned(length, ends[i] - starts[i] - offset) <= 0) {
+            if (inside(uva - starts[i], length, sizes[i])) {
                 return i;
             }
         }
@@ -148,6 +206,12 @@ public final class GuestMemory implements AutoCloseable {
     public MemorySegment sliceUser(long uva, long length) {
         int r = findUser(uva, length);
         return r < 0 ? null : segments[r].asSlice(uva - userStart[r], length);
+    }
+
+    /** True when frontend-virtual {@code [uva, uva+length)} overlaps {@code region} at all. */
+    public static boolean touches(MemoryRegion region, long uva, long length) {
+        return Long.compareUnsigned(uva, region.userAddr() + region.size()) < 0
+                && Long.compareUnsigned(region.userAddr(), uva + length) < 0;
     }
 
     /** Unmaps every region. */

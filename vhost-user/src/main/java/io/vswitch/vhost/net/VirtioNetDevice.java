@@ -5,6 +5,7 @@ import io.vswitch.vhost.memory.DirtyLog;
 import io.vswitch.vhost.memory.GuestMemory;
 import io.vswitch.vhost.memory.MemoryRegion;
 import io.vswitch.vhost.protocol.Features;
+import io.vswitch.vhost.virtio.SplitRing;
 import io.vswitch.vhost.virtio.VirtQueue;
 
 import java.lang.System.Logger.Level;
@@ -27,8 +28,9 @@ import java.util.function.Consumer;
  * {@link #raiseBroken}, which only set a flag for {@link #handleRaised()} on a control thread.
  *
  * <p>Grace periods. An eventfd the worker may be signalling (call, err) is never closed as it is replaced:
- * it is retired, and {@link #releaseRetired()} closes it after a grace period. Guest memory and kick
- * eventfds are released only while the data path is stopped, after {@link #stop()} waited for quiescence.
+ * it is retired, and {@link #releaseRetired()} closes it after a grace period; so is a memory region removed
+ * with REM_MEM_REG while the data path runs. Other guest memory and kick eventfds are released only while the
+ * data path is stopped, after {@link #stop()} waited for quiescence.
  *
  * <p>Queue numbering is virtio-net's: 0 is the guest's receive queue (we enqueue), 1 its transmit queue
  * (we dequeue).
@@ -47,6 +49,10 @@ public final class VirtioNetDevice {
     private long features;
     private long protocolFeatures;
     private long status;
+    /** The port's MTU: the most NET_SET_MTU may set (the switch drops longer frames anyway). */
+    private volatile int maxMtu = 1500;
+    /** The MTU the frontend gave the guest (NET_SET_MTU), or 0 when it gave none. */
+    private int mtu;
     private volatile boolean running;
     /** Incremented each time the device starts running, so a worker notices a restart it did not see stop. */
     private volatile int generation;
@@ -56,8 +62,11 @@ public final class VirtioNetDevice {
     /** The frontend's dirty-page log (SET_LOG_BASE), written while VHOST_F_LOG_ALL is negotiated. */
     private DirtyLog dirtyLog;
     private volatile Consumer<byte[]> announcer = mac -> { };
-    /** Replaced eventfds the worker may still be signalling: closed by {@link #releaseRetired()} after a grace period. */
-    private final List<EventFd> retired = new ArrayList<>();
+    /**
+     * Replaced eventfds the worker may still be signalling and removed memory regions it may still be
+     * translating into: closed by {@link #releaseRetired()} after a grace period.
+     */
+    private final List<AutoCloseable> retired = new ArrayList<>();
 
     // what the worker raised for a control thread to act on (see handleRaised)
     private static final VarHandle RAISED;
@@ -214,19 +223,23 @@ public final class VirtioNetDevice {
      * the eventfds are no longer the device's, and a slow worker must not hold up other control work on it.
      */
     public void releaseRetired() {
-        EventFd[] due;
+        AutoCloseable[] due;
         Quiescence q;
         synchronized (this) {
             if (retired.isEmpty()) {
                 return;
             }
-            due = retired.toArray(new EventFd[0]);
+            due = retired.toArray(new AutoCloseable[0]);
             retired.clear();
             q = quiescence;
         }
         q.await();
-        for (EventFd fd : due) {
-            fd.close();
+        for (AutoCloseable c : due) {
+            try {
+                c.close();
+            } catch (Exception e) {
+                LOG.log(Level.WARNING, "port {0}: releasing {1}: {2}", name, c, e.toString());
+            }
         }
     }
 
@@ -252,6 +265,34 @@ public final class VirtioNetDevice {
 
     public GuestMemory memory() {
         return memory;
+    }
+
+    /** The port's MTU, set by the switch: NET_SET_MTU is refused above it. */
+    public void setMaxMtu(int maxMtu) {
+        this.maxMtu = maxMtu;
+    }
+
+    public int maxMtu() {
+        return maxMtu;
+    }
+
+    /** The guest's MTU as the frontend set it (NET_SET_MTU), or 0. */
+    public int mtu() {
+        return mtu;
+    }
+
+    /**
+     * NET_SET_MTU: the frontend is about to give the guest this MTU (VIRTIO_NET_F_MTU). Refused (and the
+     * frontend does not start the device) when it is outside 68..the port's MTU: the guest would send frames
+     * the switch drops.
+     */
+    public synchronized String setMtu(long requested) {
+        if (requested < 68 || requested > maxMtu) {
+            return "guest MTU " + Long.toUnsignedString(requested) + " outside 68.." + maxMtu + " (the port's mtu)";
+        }
+        mtu = (int) requested;
+        LOG.log(Level.INFO, "port {0}: guest MTU {1} (port mtu {2})", name, Integer.toString(mtu), Integer.toString(maxMtu));
+        return null;
     }
 
     /** Accepts negotiated features; returns an error text when the frontend asks for something not offered. */
@@ -293,16 +334,53 @@ public final class VirtioNetDevice {
         swapMemory(newMemory, old::close);
     }
 
-    /** Adds one region (ADD_MEM_REG); the regions already mapped stay mapped. */
+    /**
+     * Adds one region (ADD_MEM_REG) without stopping the data path: the regions already mapped stay mapped
+     * and the rings stay where they are, so the queues simply translate in the larger memory from their next
+     * descriptor (QEMU adds a region while the guest runs when a DIMM is plugged).
+     */
     public synchronized void addRegion(MemoryRegion region) {
-        swapMemory(memory.with(region), () -> { });
+        GuestMemory larger = memory.with(region);
+        memory = larger;
+        for (VirtQueue q : queues) {
+            q.replaceMemory(larger);
+        }
+        update();   // the first regions may be what a ring was waiting for
     }
 
-    /** Removes one region (REM_MEM_REG) and unmaps it. */
-    public synchronized void removeRegion(long guestPhysAddr, long size, long userAddr) {
+    /**
+     * Removes one region (REM_MEM_REG). When no ring lies in it, the data path keeps running: the queues
+     * translate in the smaller memory from their next descriptor, and the region is unmapped by
+     * {@link #releaseRetired()} once the worker can no longer be using the old memory (a descriptor the guest
+     * still points into the removed range is then a queue fault, as any address outside its memory). A region
+     * that holds a ring stops the data path first; the ring is then outside memory and the device stays
+     * stopped until the frontend sets the ring up again.
+     */
+    public synchronized MemoryRegion removeRegion(long guestPhysAddr, long size, long userAddr) {
         MemoryRegion[] removed = new MemoryRegion[1];
         GuestMemory smaller = memory.without(guestPhysAddr, size, userAddr, removed);
-        swapMemory(smaller, removed[0]::close);
+        if (holdsARing(removed[0])) {
+            swapMemory(smaller, removed[0]::close);
+            return removed[0];
+        }
+        memory = smaller;
+        for (VirtQueue q : queues) {
+            q.replaceMemory(smaller);
+        }
+        retire(removed[0]);
+        return removed[0];
+    }
+
+    private boolean holdsARing(MemoryRegion region) {
+        for (int i = 0; i < QUEUES; i++) {
+            QueueSetup s = setup[i];
+            if (queues[i].isConfigured() && (GuestMemory.touches(region, s.descAddr, SplitRing.descTableBytes(s.size))
+                    || GuestMemory.touches(region, s.availAddr, SplitRing.availBytes(s.size))
+                    || GuestMemory.touches(region, s.usedAddr, SplitRing.usedBytes(s.size)))) {
+                return true;
+            }
+        }
+        return false;
     }
 
     private void swapMemory(GuestMemory next, Runnable releaseOld) {
@@ -508,9 +586,9 @@ public final class VirtioNetDevice {
         return b.toString();
     }
 
-    private void retire(EventFd fd) {
-        if (fd != null) {
-            retired.add(fd);
+    private void retire(AutoCloseable what) {
+        if (what != null) {
+            retired.add(what);
         }
     }
 
@@ -571,6 +649,7 @@ public final class VirtioNetDevice {
         }
         protocolFeatures = 0;
         status = 0;
+        mtu = 0;
         broken = false;
         RAISED.getAndSet(this, 0);   // whatever a worker raised was about the set-up just forgotten
         notifyListeners();
@@ -619,8 +698,8 @@ public final class VirtioNetDevice {
         if (ready && !isBroken()) {
             generation++;
             running = true;
-            LOG.log(Level.INFO, "port {0}: link up (features 0x{1}, rx {2} / tx {3} entries)", name,
-                    Long.toHexString(features), setup[RX_QUEUE].size, setup[TX_QUEUE].size);
+            LOG.log(Level.INFO, "port {0}: link up (features 0x{1}, rx {2} / tx {3} entries, {4} memory region(s))", name,
+                    Long.toHexString(features), setup[RX_QUEUE].size, setup[TX_QUEUE].size, memory.regionCount());
             notifyListeners();
         }
     }

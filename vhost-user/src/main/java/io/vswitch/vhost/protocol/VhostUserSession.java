@@ -111,8 +111,10 @@ public final class VhostUserSession implements AutoCloseable {
         on(VhostUserRequest.GET_QUEUE_NUM, 0, untouched, (m, f) -> replyU64(m, 1));
         on(VhostUserRequest.GET_MAX_MEM_SLOTS, 0, untouched, (m, f) -> replyU64(m, GuestMemory.MAX_REGIONS));
         on(VhostUserRequest.SET_MEM_TABLE, Entry.VARIABLE, stopped, this::setMemTable);
-        on(VhostUserRequest.ADD_MEM_REG, MEM_REG_SIZE, stopped, this::addMemReg);
-        on(VhostUserRequest.REM_MEM_REG, MEM_REG_SIZE, stopped, this::remMemReg);
+        // regions come and go while the guest runs (memory hotplug): the rings stay, a removed region is
+        // unmapped after a grace period (the device falls back to stopping when a ring lies in it)
+        on(VhostUserRequest.ADD_MEM_REG, MEM_REG_SIZE, grace, this::addMemReg);
+        on(VhostUserRequest.REM_MEM_REG, MEM_REG_SIZE, grace, this::remMemReg);
         // NUM and BASE only record set-up that is applied when the ring starts (KICK, ENABLE)
         on(VhostUserRequest.SET_VRING_NUM, VRING_STATE_SIZE, untouched,
                 (m, f) -> apply(device.setVringNum(m.u32(VRING_STATE_INDEX), m.u32(VRING_STATE_NUM))));
@@ -132,6 +134,7 @@ public final class VhostUserSession implements AutoCloseable {
             return false;
         });
         on(VhostUserRequest.GET_STATUS, 0, untouched, (m, f) -> replyU64(m, device.status()));
+        on(VhostUserRequest.NET_SET_MTU, U64_SIZE, untouched, (m, f) -> apply(device.setMtu(m.u64(0))));
         on(VhostUserRequest.SEND_RARP, U64_SIZE, untouched, (m, f) -> {
             byte[] mac = new byte[6];
             for (int i = 0; i < mac.length; i++) {
@@ -389,17 +392,27 @@ public final class VhostUserSession implements AutoCloseable {
             region.close();   // refused (overlap, too many regions): unmap what was just mapped
             throw new Refused(e.getMessage());
         }
+        logRegions("added", region);
         return false;
     }
 
     private boolean remMemReg(VhostUserMessage m, ReceivedFds f) throws Refused {
+        MemoryRegion removed;
         try {
-            device.removeRegion(m.u64(MEM_REG_REGION + REGION_GUEST_PHYS), m.u64(MEM_REG_REGION + REGION_MEMORY_SIZE),
+            removed = device.removeRegion(m.u64(MEM_REG_REGION + REGION_GUEST_PHYS), m.u64(MEM_REG_REGION + REGION_MEMORY_SIZE),
                     m.u64(MEM_REG_REGION + REGION_USERSPACE));
         } catch (GuestMemoryException e) {
             throw new Refused(e.getMessage());
         }
+        logRegions("removed", removed);
         return false;
+    }
+
+    /** Hotplug on a running device is worth a line; the dozens of regions of a set-up are summed up at link up. */
+    private void logRegions(String what, MemoryRegion region) {
+        Level level = device.isRunning() ? Level.INFO : Level.DEBUG;
+        LOG.log(level, "port {0}: memory region {1} {2} ({3} region(s) now)", port, what, region,
+                device.memory().regionCount());
     }
 
     @Override

@@ -45,7 +45,8 @@ final class PackedVirtQueue {
     // configuration, written by the control thread while the queue is not published
     private int size;
     private MemorySegment ring;
-    private GuestMemory memory;
+    /** Where descriptors are translated: replaced while published when regions come and go (VirtQueue.replaceMemory). */
+    private volatile GuestMemory memory;
     private boolean eventIdx;
     private boolean mergeable;
     private boolean inOrder;
@@ -250,7 +251,15 @@ final class PackedVirtQueue {
     }
 
     /** Advances to the next non-empty buffer: 1 when there is one, 0 at the chain's end, -1 on a fault. */
+    /** See {@link VirtQueue#replaceMemory}. */
+    void replaceMemory(GuestMemory memory) {
+        if (this.memory != null) {
+            this.memory = memory;
+        }
+    }
+
     private int nextDescriptor() {
+        final GuestMemory memory = this.memory;   // one memory for the whole descriptor (see replaceMemory)
         while (!chainDone) {
             long addr;
             long length;

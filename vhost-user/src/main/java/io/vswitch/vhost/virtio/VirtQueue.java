@@ -43,7 +43,8 @@ public final class VirtQueue {
     private MemorySegment desc;
     private MemorySegment avail;
     private MemorySegment used;
-    private GuestMemory memory;
+    /** Where descriptors are translated: replaced while published when regions come and go (see {@link #replaceMemory}). */
+    private volatile GuestMemory memory;
     private boolean eventIdx;
     private boolean mergeable;
     /** VIRTIO_F_IN_ORDER: a TX burst is returned as one used element (the last chain's head). */
@@ -182,6 +183,20 @@ public final class VirtQueue {
 
     public boolean isConfigured() {
         return packed ? packedRing.isConfigured() : used != null;
+    }
+
+    /**
+     * Translates descriptors in {@code memory} from now on, while the queue may be published (ADD_MEM_REG,
+     * REM_MEM_REG): the worker picks it up at its next descriptor. The rings must lie in regions that both
+     * memories share, and the regions only the old memory has must stay mapped until a grace period has
+     * passed, since the worker may still be translating with it.
+     */
+    public void replaceMemory(GuestMemory memory) {
+        if (packed) {
+            packedRing.replaceMemory(memory);
+        } else if (this.memory != null) {
+            this.memory = memory;
+        }
     }
 
     public int size() {
@@ -331,6 +346,7 @@ public final class VirtQueue {
 
     /** Advances to the next non-empty descriptor: 1 when there is one, 0 at the chain's end, -1 on a fault. */
     private int nextDescriptor() {
+        final GuestMemory memory = this.memory;   // one memory for the whole descriptor (see replaceMemory)
         while (!chainDone) {
             if (++visited > tableSize) {
                 fail(QueueFault.CHAIN_LOOP, "chain visits more than " + tableSize + " descriptors");

@@ -6,7 +6,6 @@ import io.vswitch.vhost.protocol.VhostUserRequest;
 import io.vswitch.vhost.testing.HeldWorker;
 import io.vswitch.vhost.testing.PortFixture;
 import io.vswitch.vhost.testing.TestFrontend;
-import io.vswitch.vhost.testing.TestFrontend.Region;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -20,10 +19,8 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
-import static io.vswitch.vhost.testing.TestFrontend.GUEST_PHYS_BASE;
 import static io.vswitch.vhost.testing.TestFrontend.RX;
 import static io.vswitch.vhost.testing.TestFrontend.TX;
-import static io.vswitch.vhost.testing.TestFrontend.USER_BASE;
 import static io.vswitch.vhost.testing.TestFrontend.u64;
 import static io.vswitch.vhost.testing.TestFrontend.vringState;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -121,9 +118,12 @@ class GracePeriodTest {
         }
     }
 
-    /** Messages whose handlers change the rings: each runs with the data path stopped and the worker out. */
+    /**
+     * Messages whose handlers change the rings: each runs with the data path stopped and the worker out.
+     * (ADD_MEM_REG and REM_MEM_REG leave the rings alone and keep the data path running: MemoryHotplugTest.)
+     */
     enum RingChange {
-        SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG, SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_ENABLE_0, GET_VRING_BASE, RESET_DEVICE
+        SET_MEM_TABLE, SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_ENABLE_0, GET_VRING_BASE, RESET_DEVICE
     }
 
     @ParameterizedTest
@@ -133,22 +133,6 @@ class GracePeriodTest {
             VirtioNetDevice device = fx.device();
             device.setQuiescence(worker.epoch());
             TestFrontend fe = fx.connectAndSetUp();
-            long size = fe.options().memorySize;
-            long offset = fe.options().mmapOffset;
-            Region low = new Region(GUEST_PHYS_BASE, size / 2, USER_BASE, offset);
-            Region high = new Region(GUEST_PHYS_BASE + size / 2, size / 2, USER_BASE + size / 2, offset + size / 2);
-            if (change == RingChange.ADD_MEM_REG || change == RingChange.REM_MEM_REG) {
-                // two regions, so that one can be added or removed with the rings staying in the other
-                int fd2 = TestFrontend.dup(fe.memfd());
-                try {
-                    TestFrontend.expectOk(fe.setMemTable(List.of(low, high), fe.memfd(), fd2), "SET_MEM_TABLE");
-                } finally {
-                    io.vswitch.sys.Libc.close(fd2);
-                }
-                if (change == RingChange.ADD_MEM_REG) {
-                    TestFrontend.expectOk(fe.send(VhostUserRequest.REM_MEM_REG, memReg(high)), "REM_MEM_REG");
-                }
-            }
             assertTrue(device.isRunning());
             MemoryRegion regionBefore = device.memory().region(device.memory().regionCount() - 1);
             int generation = device.generation();
@@ -162,15 +146,6 @@ class GracePeriodTest {
                         throw new java.io.UncheckedIOException(e);
                     }
                 }
-                case ADD_MEM_REG -> {
-                    int fd = TestFrontend.dup(fe.memfd());
-                    try {
-                        yield send(fe, VhostUserRequest.ADD_MEM_REG, memReg(high), fd);
-                    } finally {
-                        io.vswitch.sys.Libc.close(fd);
-                    }
-                }
-                case REM_MEM_REG -> send(fe, VhostUserRequest.REM_MEM_REG, memReg(high));
                 case SET_VRING_ADDR -> send(fe, VhostUserRequest.SET_VRING_ADDR, vringAddr(fe, TX));
                 case SET_VRING_KICK -> {
                     try {
@@ -210,8 +185,7 @@ class GracePeriodTest {
             if (change != RingChange.GET_VRING_BASE) {
                 assertEquals(0, answer, change + " acked");
             }
-            boolean runsAgain = change == RingChange.SET_MEM_TABLE || change == RingChange.ADD_MEM_REG
-                    || change == RingChange.REM_MEM_REG || change == RingChange.SET_VRING_ADDR
+            boolean runsAgain = change == RingChange.SET_MEM_TABLE || change == RingChange.SET_VRING_ADDR
                     || change == RingChange.SET_VRING_KICK;
             assertEquals(runsAgain, device.isRunning(), change + ": running again afterwards when the rings are ready");
             if (runsAgain) {
@@ -244,12 +218,6 @@ class GracePeriodTest {
         } catch (IOException e) {
             throw new java.io.UncheckedIOException(e);
         }
-    }
-
-    private static byte[] memReg(Region r) {
-        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(8 + 32).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-        b.putLong(0).putLong(r.guestPhysAddr()).putLong(r.size()).putLong(r.userAddr()).putLong(r.mmapOffset());
-        return b.array();
     }
 
     private static byte[] vringAddr(TestFrontend fe, int q) {

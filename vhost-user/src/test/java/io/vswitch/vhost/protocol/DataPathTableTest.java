@@ -25,14 +25,17 @@ class DataPathTableTest {
             VhostUserRequest.SET_PROTOCOL_FEATURES, VhostUserRequest.SET_OWNER, VhostUserRequest.GET_QUEUE_NUM,
             VhostUserRequest.GET_MAX_MEM_SLOTS, VhostUserRequest.SET_VRING_NUM, VhostUserRequest.SET_VRING_BASE,
             VhostUserRequest.SET_STATUS, VhostUserRequest.GET_STATUS, VhostUserRequest.SEND_RARP,
-            VhostUserRequest.SET_LOG_FD}) {
+            VhostUserRequest.SET_LOG_FD, VhostUserRequest.NET_SET_MTU}) {
             expected.put(r, DataPath.UNTOUCHED);
         }
         expected.put(VhostUserRequest.SET_VRING_CALL, DataPath.GRACE_PERIOD);
         expected.put(VhostUserRequest.SET_VRING_ERR, DataPath.GRACE_PERIOD);
         expected.put(VhostUserRequest.SET_LOG_BASE, DataPath.GRACE_PERIOD);   // a replaced log is unmapped after one
+        // memory hotplug: the data path keeps running, a removed region is unmapped after a grace period
+        expected.put(VhostUserRequest.ADD_MEM_REG, DataPath.GRACE_PERIOD);
+        expected.put(VhostUserRequest.REM_MEM_REG, DataPath.GRACE_PERIOD);
         for (VhostUserRequest r : new VhostUserRequest[] {
-            VhostUserRequest.SET_MEM_TABLE, VhostUserRequest.ADD_MEM_REG, VhostUserRequest.REM_MEM_REG,
+            VhostUserRequest.SET_MEM_TABLE,
             VhostUserRequest.SET_VRING_ADDR, VhostUserRequest.GET_VRING_BASE, VhostUserRequest.SET_VRING_KICK,
             VhostUserRequest.SET_VRING_ENABLE, VhostUserRequest.RESET_OWNER, VhostUserRequest.RESET_DEVICE}) {
             expected.put(r, DataPath.STOPPED);
