@@ -114,7 +114,7 @@ EOF
 SWITCH_PID=$!
 wait_for "[[ -S $RUN/lb0.sock && -S $RUN/hostile.sock ]]" 60 "the switch's sockets"
 
-stats() { "$JAVA_HOME/bin/java" "${JVM_FLAGS[@]:0:3}" -Xms16m -XX:TieredStopAtLevel=1 -jar "$JAR" stats --counters "$RUN/counters"; }
+stats() { "$JAVA_HOME/bin/java" "${JVM_FLAGS[@]:0:4}" -Xms16m -XX:TieredStopAtLevel=1 -jar "$JAR" stats --counters "$RUN/counters"; }
 
 # sample NAME: RSS, fds, mappings, live heap after a full GC; keeps the fd targets and maps for a diff
 sample() {
@@ -123,10 +123,10 @@ sample() {
     live=$("$JAVA_HOME/bin/jcmd" "$SWITCH_PID" GC.class_histogram 2>/dev/null | awk '/^Total/ {printf "%.1f", $3 / 1048576}')
     ls -l /proc/"$SWITCH_PID"/fd | awk 'NR > 1 {print $NF}' | sed 's/[0-9]\+\]$/N]/' | sort >"$WORK/fd-$name"
     awk '{print $2, $6}' /proc/"$SWITCH_PID"/maps | sort >"$WORK/maps-$name"
-    printf 'soak: %-9s RSS %6.1f MiB  fds %3d  mappings %4d  live heap after full GC %s MiB  (heap committed %s)\n' "$name" \
+    printf 'soak: %-9s RSS %6.1f MiB  fds %3d  mappings %4d  live heap after full GC %s MiB  (committed: %s)\n' "$name" \
         "$(awk '/VmRSS/ {print $2 / 1024}' /proc/"$SWITCH_PID"/status)" "$(wc -l <"$WORK/fd-$name")" \
         "$(wc -l <"$WORK/maps-$name")" "$live" \
-        "$("$JAVA_HOME/bin/jcmd" "$SWITCH_PID" GC.heap_info 2>/dev/null | awk '/total/ {print $(NF-2), $(NF-1); exit}')"
+        "$("$JAVA_HOME/bin/jcmd" "$SWITCH_PID" GC.heap_info 2>/dev/null | awk '/PSYoungGen|ParOldGen/ {printf "%s %s ", $1, $3}')"
     if [[ "${SOAK_NMT:-}" == 1 ]]; then
         "$JAVA_HOME/bin/jcmd" "$SWITCH_PID" VM.native_memory summary >"$WORK/nmt-$name" 2>&1 || true
         grep -E '^Total|^-  +(Java Heap|Class|Thread|Code|GC|Internal|Other|Arena|Metaspace|Native Memory)' "$WORK/nmt-$name" \
