@@ -116,6 +116,26 @@ wait_for "[[ -S $RUN/lb0.sock && -S $RUN/hostile.sock ]]" 60 "the switch's socke
 
 stats() { "$JAVA_HOME/bin/java" "${JVM_FLAGS[@]:0:4}" -Xms16m -XX:TieredStopAtLevel=1 -jar "$JAR" stats --counters "$RUN/counters"; }
 
+# heap_rss HEAP_INFO: the heap's committed sizes and how much of the heap's address range is resident (smaps)
+heap_rss() {
+    python3 - "$SWITCH_PID" "$1" <<'PY' 2>/dev/null || echo "heap residency unknown"
+import re, sys
+pid, info = sys.argv[1], open(sys.argv[2]).read()
+committed = {m.group(1): int(m.group(2)) for m in re.finditer(r"(PSYoungGen|ParOldGen)\s+total (\d+)K", info)}
+addrs = [int(a, 16) for a in re.findall(r"0x([0-9a-f]{16})", info)]
+lo, hi = min(addrs), max(addrs)
+rss, start = 0, None
+for line in open(f"/proc/{pid}/smaps"):
+    m = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
+    if m:
+        start, end = int(m.group(1), 16), int(m.group(2), 16)
+        inside = start >= lo and end <= hi
+    elif line.startswith("Rss:") and inside:
+        rss += int(line.split()[1])
+print(f"heap resident {rss / 1024:.1f} of {sum(committed.values()) / 1024:.0f} MiB committed: young {committed.get('PSYoungGen', 0) / 1024:.0f}, old {committed.get('ParOldGen', 0) / 1024:.0f}")
+PY
+}
+
 # sample NAME: RSS, fds, mappings, live heap after a full GC; keeps the fd targets and maps for a diff
 sample() {
     local name="$1" live
@@ -123,10 +143,10 @@ sample() {
     live=$("$JAVA_HOME/bin/jcmd" "$SWITCH_PID" GC.class_histogram 2>/dev/null | awk '/^Total/ {printf "%.1f", $3 / 1048576}')
     ls -l /proc/"$SWITCH_PID"/fd | awk 'NR > 1 {print $NF}' | sed 's/[0-9]\+\]$/N]/' | sort >"$WORK/fd-$name"
     awk '{print $2, $6}' /proc/"$SWITCH_PID"/maps | sort >"$WORK/maps-$name"
-    printf 'soak: %-9s RSS %6.1f MiB  fds %3d  mappings %4d  live heap after full GC %s MiB  (committed: %s)\n' "$name" \
+    "$JAVA_HOME/bin/jcmd" "$SWITCH_PID" GC.heap_info >"$WORK/heap-$name" 2>/dev/null || true
+    printf 'soak: %-9s RSS %6.1f MiB  fds %3d  mappings %4d  live heap after full GC %s MiB  (%s)\n' "$name" \
         "$(awk '/VmRSS/ {print $2 / 1024}' /proc/"$SWITCH_PID"/status)" "$(wc -l <"$WORK/fd-$name")" \
-        "$(wc -l <"$WORK/maps-$name")" "$live" \
-        "$("$JAVA_HOME/bin/jcmd" "$SWITCH_PID" GC.heap_info 2>/dev/null | awk '/PSYoungGen|ParOldGen/ {printf "%s %s ", $1, $3}')"
+        "$(wc -l <"$WORK/maps-$name")" "$live" "$(heap_rss "$WORK/heap-$name")"
     if [[ "${SOAK_NMT:-}" == 1 ]]; then
         "$JAVA_HOME/bin/jcmd" "$SWITCH_PID" VM.native_memory summary >"$WORK/nmt-$name" 2>&1 || true
         grep -E '^Total|^-  +(Java Heap|Class|Thread|Code|GC|Internal|Other|Arena|Metaspace|Native Memory)' "$WORK/nmt-$name" \
@@ -237,7 +257,7 @@ for l in lines:
     if f and f[0] == "port":
         cur = {"cols": f[1:], "rows": {}}
         tables.append(cur)
-    elif cur is not None and len(f) == len(cur["cols"]) + 1:
+    elif cur is not None and f[0] != "worker" and len(f) == len(cur["cols"]) + 1:
         cur["rows"][f[0]] = dict(zip(cur["cols"], map(int, f[1:])))
 ports = {}
 for t in tables:

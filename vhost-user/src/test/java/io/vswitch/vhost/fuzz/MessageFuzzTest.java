@@ -69,6 +69,9 @@ class MessageFuzzTest {
     @TempDir
     Path dir;
 
+    /** What the current connection sent, for the failure message. */
+    private final List<String> sent = new ArrayList<>();
+
     @Test
     void theSessionSurvivesGeneratedMessagesAndReleasesEverything() throws Exception {
         long seed = Long.getLong("vswitch.fuzz.seed", 0x5eed_0002L);
@@ -80,17 +83,20 @@ class MessageFuzzTest {
             while (stats.messages < inputs) {
                 SplittableRandom r = new SplittableRandom(seed ^ (connection * 0x9E3779B97F4A7C15L));
                 try {
-                    oneConnection(r, fx, stats);
+                    oneConnection(r, fx, stats, log);
                     checkReleased(fx, log);
                 } catch (Throwable t) {
                     throw new AssertionError("message fuzz seed " + seed + " connection " + connection + " (after "
-                            + stats.messages + " messages): " + t, t);
+                            + stats.messages + " messages): " + t + "\nsent:\n  " + String.join("\n  ", sent)
+                            + "\nlog:\n  " + String.join("\n  ", log.lines().stream().map(LogCapture.Line::message).toList()), t);
                 }
                 connection++;
                 stats.connections++;
             }
             System.out.printf("message fuzz: seed %#x, connections %d..%d: %s%n", seed, from, connection, stats);
-            assertTrue(stats.refusedSeen > 0 && stats.runningSeen > 0 && stats.closedByPort > 0, stats.toString());
+            if (inputs >= SMOKE_INPUTS) {
+                assertTrue(stats.refusedSeen > 0 && stats.runningSeen > 0 && stats.closedByPort > 0, stats.toString());
+            }
         }
     }
 
@@ -110,9 +116,10 @@ class MessageFuzzTest {
         }
     }
 
-    private void oneConnection(SplittableRandom r, PortFixture fx, Stats stats) throws Exception {
+    private void oneConnection(SplittableRandom r, PortFixture fx, Stats stats, LogCapture log) throws Exception {
         TestFrontend.Options options = new TestFrontend.Options();
         options.replyAck = r.nextBoolean();
+        sent.clear();
         TestFrontend fe = fx.connect(options);
         List<Integer> pool = new ArrayList<>();
         try {
@@ -138,14 +145,18 @@ class MessageFuzzTest {
                     fds[k] = pool.get(r.nextInt(pool.size()));
                 }
                 framingIntact = (m.flags & VERSION_MASK) == VERSION && m.size == m.payload.length;
+                sent.add(m + " fds " + java.util.Arrays.toString(fds) + " (pool " + pool + ")");
                 stats.messages++;
                 try {
                     fe.sendRaw(m.code, m.flags, m.size, m.payload, fds);
+                    drainReplies(fe);
                 } catch (IOException e) {
-                    framingIntact = false;   // the port closed the connection
+                    if (framingIntact) {
+                        throw new AssertionError("the port closed a connection whose framing was intact, after "
+                                + m + ": " + log.lines().stream().skip(Math.max(0, log.lines().size() - 3)).toList(), e);
+                    }
                     break;
                 }
-                drainReplies(fe);
             }
             if (framingIntact) {
                 // nothing hung and the stream is in step: a GET_FEATURES is answered after everything sent
@@ -183,17 +194,19 @@ class MessageFuzzTest {
 
     private static void checkReleased(PortFixture fx, LogCapture log) {
         long deadline = System.nanoTime() + 5_000_000_000L;
-        while (!(released(fx) && OpenFds.count() == fx.baselineFds())) {
+        // the port's thread clears "connected" before it resets the device, so wait for all of it, mappings included
+        while (!(released(fx) && OpenFds.count() == fx.baselineFds() && guestMappings() == 0)) {
             if (System.nanoTime() > deadline) {
                 throw new AssertionError("the port did not return to its baseline after a disconnect: connected "
                         + fx.port().isConnected() + ", running " + fx.device().isRunning() + ", regions "
-                        + fx.device().memory().regionCount() + ", fds " + OpenFds.count() + " (baseline " + fx.baselineFds() + ")");
+                        + fx.device().memory().regionCount() + ", fds " + OpenFds.count() + " (baseline " + fx.baselineFds()
+                        + "), mappings " + guestMappingLines());
             }
             Thread.onSpinWait();
         }
         int maps = guestMappings();
         if (maps != 0) {
-            throw new AssertionError(maps + " mappings of fuzzer memory left after the disconnect");
+            throw new AssertionError(maps + " mappings of fuzzer memory left after the disconnect: " + guestMappingLines());
         }
         List<LogCapture.Line> bad = log.matching(l -> l.level().intValue() >= Level.SEVERE.intValue()
                 || l.message().contains("session failed"));
@@ -216,6 +229,15 @@ class MessageFuzzTest {
         }
     }
 
+    private static List<String> guestMappingLines() {
+        try {
+            return Files.readAllLines(Path.of("/proc/self/maps")).stream()
+                    .filter(l -> l.contains("/memfd:vtest-guest-") || l.contains("/memfd:vtest-fuzz-small")).toList();
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
     private static int[] pipe() {
         try (var arena = java.lang.foreign.Arena.ofConfined()) {
             MemorySegment fds = arena.allocate(8);
@@ -232,6 +254,11 @@ class MessageFuzzTest {
     // ------------------------------------------------------------------ the generator
 
     record Message(int code, int flags, int size, byte[] payload, int fds) {
+        @Override
+        public String toString() {
+            return "request " + code + " flags 0x" + Integer.toHexString(flags) + " size " + size + " payload "
+                    + java.util.HexFormat.of().formatHex(payload);
+        }
     }
 
     static Message generate(SplittableRandom r, TestFrontend fe) {
