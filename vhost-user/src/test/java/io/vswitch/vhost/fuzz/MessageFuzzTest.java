@@ -34,7 +34,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * A seeded, structure-aware fuzzer for the vhost-user message parser and its handlers: a real port (server
  * role, its own control thread and session) fed connections of generated messages. A connection starts
  * either from nothing or after a valid set-up (so that messages also hit a running device), then carries
- * 1..24 messages: request codes (handled, known but unhandled, unknown), flags, declared sizes and payloads
+ * 1..48 messages: request codes (handled, known but unhandled, unknown), flags, declared sizes and payloads
  * built field by field from values that sit at the edges (queue indices 0, 1, 2, 255, the no-fd bit; ring
  * sizes 0, 1, 3, 32768, 65536; addresses inside, at the end of, just past, and far from guest memory; region
  * tables with 0, 1, 8, 9 entries, overlapping or wrapping regions, offsets past the file), and 0..3 attached
@@ -135,7 +135,7 @@ class MessageFuzzTest {
             int[] pipe = pipe();
             pool.add(pipe[0]);
             pool.add(pipe[1]);
-            int n = 1 + r.nextInt(24);
+            int n = 1 + r.nextInt(48);
             boolean framingIntact = true;
             long refusedBefore = fx.port().counters().refusedMessages;
             for (int i = 0; i < n && framingIntact; i++) {
@@ -168,7 +168,7 @@ class MessageFuzzTest {
                     }
                 }
                 stats.synced++;
-            } else if (fe.closedByPeer(1000)) {
+            } else if (fe.closedByPeer(20)) {
                 stats.closedByPort++;
             }
             if (fx.port().counters().refusedMessages > refusedBefore) {
