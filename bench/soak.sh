@@ -110,7 +110,7 @@ links:
   - [hostile, idle]
 EOF
 
-"$JAVA_HOME/bin/java" "${JVM_FLAGS[@]}" -jar "$JAR" run -c "$WORK/soak.yaml" >"$WORK/switch.log" 2>&1 &
+"$JAVA_HOME/bin/java" "${JVM_FLAGS[@]}" -jar "$JAR" run -c "$WORK/soak.yaml" >"$WORK/switch.log" 2>&1 9>&- &
 SWITCH_PID=$!
 wait_for "[[ -S $RUN/lb0.sock && -S $RUN/hostile.sock ]]" 60 "the switch's sockets"
 
@@ -183,8 +183,14 @@ hostile_round() { python3 "$ROOT/bench/tools/hostile_frontend.py" "$RUN/hostile.
 
 # before anything attaches to the JVM: jcmd's first attach starts an "Attach Listener" thread that keeps a
 # socket open for good (one descriptor, a thread stack and its malloc arena): held, but not a leak
-printf 'soak: pre-attach fds %3d  mappings %4d\n' "$(ls /proc/"$SWITCH_PID"/fd | wc -l)" "$(wc -l </proc/"$SWITCH_PID"/maps)"
+ls -l /proc/"$SWITCH_PID"/fd | awk 'NR > 1 {print $NF}' | sed 's/[0-9]\+\]$/N]/' | sort >"$WORK/fd-preattach"
+awk '{print $2, $6}' /proc/"$SWITCH_PID"/maps | sort >"$WORK/maps-preattach"
+printf 'soak: pre-attach fds %3d  mappings %4d\n' "$(wc -l <"$WORK/fd-preattach")" "$(wc -l <"$WORK/maps-preattach")"
 sample start
+echo "soak: what the first jcmd attach added (held for the JVM's life; not a leak):"
+diff "$WORK/fd-preattach" "$WORK/fd-start" | grep '^>' | sed 's/^/soak:   fd /' || true
+printf 'soak:   threads now: %s\n' "$(ls /proc/"$SWITCH_PID"/task | wc -l)"
+grep -l 'Attach Listener' /proc/"$SWITCH_PID"/task/*/comm 2>/dev/null | sed 's/^/soak:   attach thread: /' || true
 # warm-up: one churn client and one hostile round, so that what the JVM opens or maps once (classes, jcmd's
 # attach listener, threads of the common pool) is in the baseline
 churn_client 2 kill w
