@@ -279,8 +279,8 @@ class MessageFuzzTest {
             default -> payload.length;
         };
         int fds = request == null ? 0 : switch (request) {
-            case SET_MEM_TABLE -> Math.max(0, Math.min(8, ByteBuffer.wrap(payload).order(ByteOrder.LITTLE_ENDIAN).getInt(0)
-                    + (r.nextInt(8) == 0 ? r.nextInt(-1, 2) : 0)));
+            case SET_MEM_TABLE -> payload.length < 4 ? r.nextInt(3) : Math.max(0, Math.min(8,
+                    ByteBuffer.wrap(payload).order(ByteOrder.LITTLE_ENDIAN).getInt(0) + (r.nextInt(8) == 0 ? r.nextInt(-1, 2) : 0)));
             case ADD_MEM_REG, SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR, SET_LOG_BASE, SET_LOG_FD -> r.nextInt(10) == 0 ? 0 : 1;
             default -> r.nextInt(20) == 0 ? 1 : 0;
         };
