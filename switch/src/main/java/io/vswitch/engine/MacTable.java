@@ -93,17 +93,31 @@ final class MacTable {
             long slot = (long) SLOTS.getAcquire(keys, i);
             if (slot == key) {
                 long old = (long) SLOTS.getAcquire(values, i);
+                if (old == CLAIMED) {
+                    // another worker is between claiming this slot and writing its value: read it again
+                    Thread.onSpinWait();
+                    i = (i - 1) & mask;
+                    probe--;
+                    continue;
+                }
                 int oldPort = (int) (old >>> 48) - 1;
                 if (oldPort == port && live(old, now)) {
                     if (now - (old & TIME_MASK) > 1000) {
-                        SLOTS.setRelease(values, i, fresh);   // refresh at most once a second per MAC
+                        SLOTS.compareAndSet(values, i, old, fresh);   // refresh at most once a second per MAC
                     }
                     return LEARNED_NONE;
                 }
                 if (!admit(port)) {
                     return LEARNED_LIMITED;
                 }
-                SLOTS.setRelease(values, i, fresh);
+                // a CAS, not a store: of two workers moving the same MAC at once, one wins and the other's charge
+                // is undone, so every entry is charged to exactly the port it names (jcstress MacTableStress)
+                if (!SLOTS.compareAndSet(values, i, old, fresh)) {
+                    portCount.decrementAndGet(port);
+                    i = (i - 1) & mask;
+                    probe--;
+                    continue;
+                }
                 if (oldPort >= 0 && live(old, now)) {
                     portCount.decrementAndGet(oldPort);
                     return LEARNED_MOVE;
@@ -131,9 +145,10 @@ final class MacTable {
             }
         }
         if (reusable >= 0 && admit(port)) {
-            long oldKey = (long) SLOTS.getAcquire(keys, reusable);
             long oldValue = (long) SLOTS.getAcquire(values, reusable);
-            if (oldValue != CLAIMED && !live(oldValue, now) && SLOTS.compareAndSet(keys, reusable, oldKey, key)) {
+            // claim the dead entry's value first: while it is CLAIMED nobody else moves, refreshes or reuses it
+            if (oldValue != CLAIMED && !live(oldValue, now) && SLOTS.compareAndSet(values, reusable, oldValue, CLAIMED)) {
+                SLOTS.setRelease(keys, reusable, key);
                 int oldPort = (int) (oldValue >>> 48) - 1;
                 if (oldPort >= 0) {
                     portCount.decrementAndGet(oldPort);

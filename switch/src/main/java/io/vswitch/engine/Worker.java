@@ -556,15 +556,17 @@ final class Worker implements Agent {
         long bytes = 0;
         final int maxFrame = src.maxFrame;
         final long now = learning ? macTable.now() : 0;
+        int invalid = 0;
         for (int i = 0; i < n; i++) {
             int length = b.frameLength(i);
+            if (length < 14) {
+                src.counters.dropInvalid.incrementRelease();   // refused as invalid: counted apart, never as rx
+                invalid++;
+                continue;
+            }
             bytes += length;
             if (length > maxFrame) {
                 src.counters.dropOverMtu.incrementRelease();
-                continue;
-            }
-            if (length < 14) {
-                src.counters.dropInvalid.incrementRelease();
                 continue;
             }
             // which VLAN the frame belongs to, and whether its bytes carry the tag
@@ -623,7 +625,7 @@ final class Worker implements Agent {
                 deliver(src, allPorts[out], b, i, length, vlan, tagged);
             }
         }
-        src.counters.rxPackets.getAndAddRelease(n);
+        src.counters.rxPackets.getAndAddRelease(n - invalid);
         src.counters.rxBytes.getAndAddRelease(bytes);
     }
 

@@ -145,6 +145,11 @@ public final class VirtQueue {
             return String.format("rings not inside guest memory: desc 0x%x, avail 0x%x, used 0x%x (size %d)",
                     descAddr, availAddr, usedAddr, size);
         }
+        if ((d.address() & 15) != 0 || (a.address() & 1) != 0 || (u.address() & 3) != 0) {
+            // aligned in the frontend's space but not in ours: a region whose mmap_offset is not aligned
+            return String.format("rings misaligned where they are mapped (a memory region's mmap_offset is not aligned):"
+                    + " desc 0x%x, avail 0x%x, used 0x%x", descAddr, availAddr, usedAddr);
+        }
         this.memory = memory;
         this.size = size;
         this.mask = size - 1;

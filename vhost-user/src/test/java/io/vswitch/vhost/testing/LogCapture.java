@@ -52,6 +52,13 @@ public final class LogCapture extends Handler implements AutoCloseable {
         return matching(l -> l.message().contains(text)).getFirst();
     }
 
+    /** Forgets the lines recorded so far. */
+    public void clear() {
+        synchronized (lines) {
+            lines.clear();
+        }
+    }
+
     @Override
     public void flush() {
     }
