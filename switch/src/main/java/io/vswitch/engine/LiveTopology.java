@@ -848,7 +848,9 @@ public final class LiveTopology {
         });
         // the MTU a frontend may give its guest from now on (NET_SET_MTU); a guest already given a larger one keeps
         // it until it reconnects, and its longer frames are dropped as over_mtu
-        port.device.setMaxMtu(next.mtu());
+        if (port.device != null) {
+            port.device.setMaxMtu(next.mtu());
+        }
         if (sw.macTable() != null) {
             sw.macTable().setLimit(port.index, next.macLimit());
             if (!old.vlan().equals(next.vlan()) || next.macLimit() < old.macLimit()) {

@@ -18,6 +18,8 @@ final class PortCounters implements AutoCloseable {
     final AtomicCounter dropInvalid;
     final AtomicCounter dropOverMtu;
     final AtomicCounter dropVlan;
+    /** Frames addressed to a MAC learned on the port they came from (a learning bridge never sends a frame back). */
+    final AtomicCounter dropHairpin;
     final AtomicCounter notifications;
     final AtomicCounter kicks;
     final AtomicCounter queueFaults;
@@ -40,6 +42,7 @@ final class PortCounters implements AutoCloseable {
         dropInvalid = file.newCounter("port", port, "drop_invalid");
         dropOverMtu = file.newCounter("port", port, "drop_over_mtu");
         dropVlan = file.newCounter("port", port, "drop_vlan");
+        dropHairpin = file.newCounter("port", port, "drop_hairpin");
         notifications = file.newCounter("port", port, "notifications");
         kicks = file.newCounter("port", port, "kicks");
         queueFaults = file.newCounter("port", port, "queue_faults");
@@ -54,7 +57,7 @@ final class PortCounters implements AutoCloseable {
     @Override
     public void close() {
         for (AtomicCounter c : new AtomicCounter[] {rxPackets, rxBytes, txPackets, txBytes, dropRxRingFull,
-                dropNoBuffers, dropPortDown, dropInvalid, dropOverMtu, dropVlan, notifications, kicks, queueFaults,
+                dropNoBuffers, dropPortDown, dropInvalid, dropOverMtu, dropVlan, dropHairpin, notifications, kicks, queueFaults,
                 connections, protocolErrors, macsLearned, macMoves, linkUp, macs}) {
             c.close();
         }

@@ -42,6 +42,7 @@ final class SwitchPort {
     long pendingTxBytes;
     long pendingRxRingFull;
     long pendingPortDown;
+    long pendingHairpin;
 
     /** Publishes what the worker counted since the last pass (one release store per counter that moved). */
     void publishCounts() {
@@ -58,6 +59,10 @@ final class SwitchPort {
         if (pendingPortDown != 0) {
             counters.dropPortDown.getAndAddRelease(pendingPortDown);
             pendingPortDown = 0;
+        }
+        if (pendingHairpin != 0) {
+            counters.dropHairpin.getAndAddRelease(pendingHairpin);
+            pendingHairpin = 0;
         }
     }
 
@@ -90,7 +95,9 @@ final class SwitchPort {
         this.uplink = uplink;
         this.worker = worker;
         this.maxFrame = mtu + 18;
-        device.setMaxMtu(mtu);   // what NET_SET_MTU may ask for: the guest's MTU never exceeds the port's
+        if (device != null) {
+            device.setMaxMtu(mtu);   // what NET_SET_MTU may ask for: the guest's MTU never exceeds the port's
+        }
         this.counters = counters;
     }
 

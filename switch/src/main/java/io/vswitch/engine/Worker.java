@@ -623,6 +623,8 @@ final class Worker implements Agent {
                 flood(src, b, i, length, vlan, tagged);
             } else if (out != src.index) {
                 deliver(src, allPorts[out], b, i, length, vlan, tagged);
+            } else {
+                src.pendingHairpin++;   // its destination lives behind the port it came from: not sent back, counted
             }
         }
         src.counters.rxPackets.getAndAddRelease(n - invalid);

@@ -79,7 +79,9 @@ class JumboFramesQemuTest {
             long sentBytes = value(after, "j1", "rx_bytes") - value(before, "j1", "rx_bytes");
             long biggest = sentBytes / Math.max(1, sent);
             System.out.printf("16 MiB over TCP at MTU 9000: %d frames from j1, mean %d bytes%n", sent, biggest);
-            assertTrue(biggest > 8000, "TCP used jumbo segments: mean frame " + biggest + " bytes");
+            // full segments are 9014 bytes; the mean also counts the sender's pure ACKs, SYN and FIN, so it varies
+            // (7883 to over 8000 seen): four times a 1500-byte MTU's largest frame cannot happen without jumbo frames
+            assertTrue(biggest > 4 * 1514, "TCP used jumbo segments: mean frame " + biggest + " bytes");
             assertEquals(0, value(after, "j1", "drop_over_mtu") + value(after, "j2", "drop_over_mtu"));
         } finally {
             try (Stream<Path> files = Files.walk(sockets)) {

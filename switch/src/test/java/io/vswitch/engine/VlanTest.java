@@ -101,6 +101,40 @@ class VlanTest {
         }
     }
 
+    /** A frame to a MAC learned behind the port it came from is not sent back, and is counted as drop_hairpin. */
+    @org.junit.jupiter.api.Test
+    void aFrameForItsOwnPortIsCountedAsHairpin() throws Exception {
+        String yaml = """
+                switch:
+                  mode: learning
+                  notify: poll
+                  runtime-dir: %s
+                ports:
+                  - name: a
+                    socket: %s
+                  - name: b
+                    socket: %s
+                """.formatted(dir.resolve("run"), dir.resolve("a.sock"), dir.resolve("b.sock"));
+        try (Switch sw = Switch.start(ConfigLoader.parse(yaml, "hairpin.yaml"));
+             TestFrontend a = TestFrontend.connect(dir.resolve("a.sock")).setUp();
+             TestFrontend b = TestFrontend.connect(dir.resolve("b.sock")).setUp()) {
+            a.postRxBuffers(32, 2048);
+            b.postRxBuffers(32, 2048);
+            for (String port : List.of("a", "b")) {
+                QemuGuestsTest.awaitCounter(sw.countersPath(), port, "link_up", 1);
+            }
+            a.transmit(frame(BROADCAST, MAC_A, -1, "a announces itself"));
+            receiveOne(b);
+            a.transmit(frame(MAC_A, MAC_X, -1, "to a, from a"));   // X sits behind a too (a bridge behind the guest)
+            Await.atLeast(sw.countersPath(), "a", "drop_hairpin", 1);
+            CountersFile.Snapshot snap = CountersFile.read(sw.countersPath());
+            assertEquals(2, value(snap, "a", "rx_packets"));
+            assertEquals(1, value(snap, "a", "drop_hairpin"));
+            assertEquals(1, value(snap, "b", "tx_packets"), "b got the broadcast only");
+            assertTrue(a.receive().isEmpty() && b.receive().isEmpty(), "nothing sent back or leaked");
+        }
+    }
+
     static byte[] receiveOne(TestFrontend f) throws InterruptedException {
         long deadline = System.nanoTime() + 5_000_000_000L;
         List<TestFrontend.RxFrame> got = new ArrayList<>();
