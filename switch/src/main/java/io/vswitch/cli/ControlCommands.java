@@ -52,9 +52,8 @@ final class ControlCommands {
         }
     }
 
-    @Command(name = "port", mixinStandardHelpOptions = true, description = "Adds, deletes or changes a port of the running switch.",
-            subcommands = {PortAdd.class, PortDel.class, PortSet.class})
-    static final class Port implements Callable<Integer> {
+    /** A command that only groups subcommands: run alone, it prints its usage and exits 2. */
+    abstract static class Group implements Callable<Integer> {
         @picocli.CommandLine.Spec
         picocli.CommandLine.Model.CommandSpec spec;
 
@@ -63,6 +62,11 @@ final class ControlCommands {
             spec.commandLine().usage(System.err);
             return Main.EXIT_USAGE;
         }
+    }
+
+    @Command(name = "port", mixinStandardHelpOptions = true, description = "Adds, deletes or changes a port of the running switch.",
+            subcommands = {PortAdd.class, PortDel.class, PortSet.class})
+    static final class Port extends Group {
     }
 
     @Command(name = "add", mixinStandardHelpOptions = true, description = {"Adds a port to the running switch.",
@@ -145,15 +149,7 @@ final class ControlCommands {
 
     @Command(name = "link", mixinStandardHelpOptions = true, description = "Cross-connect mode: wires two ports back to back, or unwires them.",
             subcommands = {LinkAdd.class, LinkDel.class})
-    static final class Link implements Callable<Integer> {
-        @picocli.CommandLine.Spec
-        picocli.CommandLine.Model.CommandSpec spec;
-
-        @Override
-        public Integer call() {
-            spec.commandLine().usage(System.err);
-            return Main.EXIT_USAGE;
-        }
+    static final class Link extends Group {
     }
 
     @Command(name = "add", mixinStandardHelpOptions = true, description = "Links ports A and B (neither may be linked).")
@@ -188,15 +184,7 @@ final class ControlCommands {
 
     @Command(name = "mac", mixinStandardHelpOptions = true, description = "The learning bridge's MAC table.",
             subcommands = {MacList.class, MacFlush.class})
-    static final class Mac implements Callable<Integer> {
-        @picocli.CommandLine.Spec
-        picocli.CommandLine.Model.CommandSpec spec;
-
-        @Override
-        public Integer call() {
-            spec.commandLine().usage(System.err);
-            return Main.EXIT_USAGE;
-        }
+    static final class Mac extends Group {
     }
 
     @Command(name = "list", mixinStandardHelpOptions = true, description = "Lists learned MACs: mac, vlan, port, ms since last seen.")
