@@ -3,8 +3,8 @@ package io.vswitch.bench;
 import io.vswitch.sys.Libc;
 import io.vswitch.vhost.memory.GuestMemory;
 import io.vswitch.vhost.memory.MemoryRegion;
-import io.vswitch.vhost.os.MappedMemory;
-import io.vswitch.vhost.os.SharedMemory;
+import io.vswitch.sys.MappedMemory;
+import io.vswitch.sys.SharedMemory;
 
 import java.lang.foreign.MemorySegment;
 

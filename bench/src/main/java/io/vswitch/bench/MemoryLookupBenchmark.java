@@ -3,7 +3,7 @@ package io.vswitch.bench;
 import io.vswitch.sys.Libc;
 import io.vswitch.vhost.memory.GuestMemory;
 import io.vswitch.vhost.memory.MemoryRegion;
-import io.vswitch.vhost.os.SharedMemory;
+import io.vswitch.sys.SharedMemory;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;

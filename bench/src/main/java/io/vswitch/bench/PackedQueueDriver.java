@@ -1,7 +1,7 @@
 package io.vswitch.bench;
 
-import io.vswitch.vhost.virtio.PackedDescriptor;
-import io.vswitch.vhost.virtio.VirtioNetHeader;
+import io.vswitch.protocol.PackedDescriptor;
+import io.vswitch.protocol.VirtioNetHeader;
 
 import java.lang.foreign.MemorySegment;
 

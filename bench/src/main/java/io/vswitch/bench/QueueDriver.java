@@ -1,12 +1,12 @@
 package io.vswitch.bench;
 
-import io.vswitch.vhost.virtio.VirtioNetHeader;
+import io.vswitch.protocol.VirtioNetHeader;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
 
-import static io.vswitch.vhost.virtio.SplitRing.*;
+import static io.vswitch.protocol.SplitRing.*;
 
 /**
  * The driver side of one split virtqueue for benchmarks, written to cost as little as possible per packet.

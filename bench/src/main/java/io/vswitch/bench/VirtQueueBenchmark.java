@@ -2,7 +2,7 @@ package io.vswitch.bench;
 
 import io.vswitch.vhost.virtio.PacketBatch;
 import io.vswitch.vhost.virtio.VirtQueue;
-import io.vswitch.vhost.virtio.VirtioNetHeader;
+import io.vswitch.protocol.VirtioNetHeader;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;

@@ -1,11 +1,11 @@
 package io.vswitch.engine;
 
 import io.vswitch.config.UplinkConfig;
-import io.vswitch.net.Sockets;
+import io.vswitch.sys.Sockets;
 import io.vswitch.sys.Errno;
 import io.vswitch.sys.Libc;
-import io.vswitch.vhost.os.MappedMemory;
-import io.vswitch.vhost.os.SharedMemory;
+import io.vswitch.sys.MappedMemory;
+import io.vswitch.sys.SharedMemory;
 import io.vswitch.vhost.virtio.PacketBatch;
 
 import java.lang.foreign.Arena;

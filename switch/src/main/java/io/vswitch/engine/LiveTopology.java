@@ -16,7 +16,7 @@ import io.vswitch.vhost.SocketInUseException;
 import io.vswitch.vhost.VhostUserPort;
 import io.vswitch.vhost.memory.GuestMemory;
 import io.vswitch.vhost.memory.MemoryRegion;
-import io.vswitch.vhost.protocol.Features;
+import io.vswitch.protocol.Features;
 import io.vswitch.vhost.virtio.VirtQueue;
 import org.yaml.snakeyaml.LoaderOptions;
 import org.yaml.snakeyaml.Yaml;

@@ -17,7 +17,7 @@ import java.util.concurrent.atomic.AtomicIntegerArray;
  *        0: key just claimed, value being written    1: flushed (port down), free
  * </pre>
  */
-final class MacTable {
+public final class MacTable {
     static final int MISS = -1;
     /** The value of a slot whose key was just claimed: not yet an entry, and not free either. */
     private static final long CLAIMED = 0L;
@@ -41,7 +41,7 @@ final class MacTable {
     static final int LEARNED_MOVE = 2;
     static final int LEARNED_LIMITED = 3;
 
-    MacTable(int capacity, long agingMillis, int[] portLimit) {
+    public MacTable(int capacity, long agingMillis, int[] portLimit) {
         int size = Integer.highestOneBit(Math.max(16, capacity - 1)) << 1;
         keys = new long[size];
         values = new long[size];
@@ -52,7 +52,7 @@ final class MacTable {
     }
 
     /** Milliseconds on the table's clock; workers read it once per burst. */
-    long now() {
+    public long now() {
         return ((System.nanoTime() - epochNanos) / 1_000_000L) & TIME_MASK;
     }
 
@@ -66,7 +66,7 @@ final class MacTable {
     }
 
     /** The port that {@code mac} was last seen on, or {@link #MISS}. */
-    int lookup(long mac, long now) {
+    public int lookup(long mac, long now) {
         final long key = mac + 1;
         final long[] k = keys;
         int i = hash(mac) & mask;
@@ -84,7 +84,7 @@ final class MacTable {
     }
 
     /** Records that {@code mac} was seen on {@code port}. */
-    int learn(long mac, int port, long now) {
+    public int learn(long mac, int port, long now) {
         final long key = mac + 1;
         final long fresh = ((long) (port + 1) << 48) | now;
         int i = hash(mac) & mask;
@@ -208,7 +208,7 @@ final class MacTable {
         }
     }
 
-    int learnedOn(int port) {
+    public int learnedOn(int port) {
         return portCount.get(port);
     }
 }

@@ -7,16 +7,16 @@ import org.agrona.concurrent.status.AtomicCounter;
  * the port received from its guest (the guest's transmit queue), {@code tx} what the switch transmitted to
  * the guest. Drops are counted on the port whose queue or state caused them.
  */
-final class PortCounters implements AutoCloseable {
-    final AtomicCounter rxPackets;
+public final class PortCounters implements AutoCloseable {
+    public final AtomicCounter rxPackets;
     final AtomicCounter rxBytes;
-    final AtomicCounter txPackets;
+    public final AtomicCounter txPackets;
     final AtomicCounter txBytes;
-    final AtomicCounter dropRxRingFull;
-    final AtomicCounter dropNoBuffers;
-    final AtomicCounter dropPortDown;
-    final AtomicCounter dropInvalid;
-    final AtomicCounter dropOverMtu;
+    public final AtomicCounter dropRxRingFull;
+    public final AtomicCounter dropNoBuffers;
+    public final AtomicCounter dropPortDown;
+    public final AtomicCounter dropInvalid;
+    public final AtomicCounter dropOverMtu;
     final AtomicCounter dropVlan;
     /** Frames addressed to a MAC learned on the port they came from (a learning bridge never sends a frame back). */
     final AtomicCounter dropHairpin;
@@ -31,7 +31,7 @@ final class PortCounters implements AutoCloseable {
     /** MAC table entries held by the port (what mac-limit bounds), mirrored by housekeeping, never by a worker. */
     final AtomicCounter macs;
 
-    PortCounters(CountersFile file, String port) {
+    public PortCounters(CountersFile file, String port) {
         rxPackets = file.newCounter("port", port, "rx_packets");
         rxBytes = file.newCounter("port", port, "rx_bytes");
         txPackets = file.newCounter("port", port, "tx_packets");

@@ -7,26 +7,26 @@ import io.vswitch.vhost.net.VirtioNetDevice;
  * A port as the data plane sees it: its device (or, for a port off the host, its {@link Uplink}; then
  * {@code vhost} and {@code device} are null), the worker that owns it, its limits and its counters.
  */
-final class SwitchPort {
+public final class SwitchPort {
     final int index;
     final String name;
     final VhostUserPort vhost;
-    final VirtioNetDevice device;
+    public final VirtioNetDevice device;
     final Uplink uplink;
     final int worker;
     /** Longest frame accepted from the guest; changed live by a command on the port's worker. */
     int maxFrame;
-    final PortCounters counters;
+    public final PortCounters counters;
     /** Cross-connect peer, or null. */
-    SwitchPort peer;
+    public SwitchPort peer;
     /** Owned by the port's worker: was the device running at its last pass (to act on link changes once). */
-    boolean seenRunning;
+    public boolean seenRunning;
     /** Owned by the port's worker: the current queue fault was counted and reported. */
     boolean faultReported;
     /** Owned by the port's worker: the device generation it last brought up. */
     int seenGeneration;
     /** Owned by the port's worker: its own duplicate of the guest's TX kick eventfd while it sleeps on kicks. */
-    io.vswitch.notify.EventFd kick;
+    io.vswitch.sys.EventFd kick;
     /** The port's position in its worker's list, the epoll data word of its kick. */
     int localIndex;
 
@@ -75,7 +75,7 @@ final class SwitchPort {
     /** Trunk: the VLANs allowed, tagged on the port (one bit per VLAN id); null when not a trunk. As accessVlan. */
     long[] trunk;
 
-    SwitchPort(int index, String name, VhostUserPort vhost, int worker, int mtu, PortCounters counters) {
+    public SwitchPort(int index, String name, VhostUserPort vhost, int worker, int mtu, PortCounters counters) {
         this(index, name, vhost, worker, mtu, counters, -1, null);
     }
 

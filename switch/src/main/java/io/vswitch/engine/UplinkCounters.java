@@ -6,7 +6,7 @@ import org.agrona.concurrent.status.AtomicCounter;
  * The drop reasons only uplinks have, next to the port's {@link PortCounters} in the counters file (so
  * {@code stats} and the metrics endpoint show them as {@code drop_REASON} like any other).
  */
-final class UplinkCounters implements AutoCloseable {
+public final class UplinkCounters implements AutoCloseable {
     /** Packets that are not VXLAN (too short, I flag clear) or carry a frame shorter than an Ethernet header. */
     final AtomicCounter dropMalformed;
     /** VXLAN packets for another VNI. */
@@ -16,7 +16,7 @@ final class UplinkCounters implements AutoCloseable {
     /** Frames the kernel refused to send (EAGAIN, ENOBUFS, an error on the socket), counted per message. */
     final AtomicCounter dropTxError;
 
-    UplinkCounters(CountersFile file, String port) {
+    public UplinkCounters(CountersFile file, String port) {
         dropMalformed = file.newCounter("port", port, "drop_malformed");
         dropVni = file.newCounter("port", port, "drop_vni");
         dropForeignVtep = file.newCounter("port", port, "drop_foreign_vtep");

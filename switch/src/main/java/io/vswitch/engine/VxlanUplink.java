@@ -1,8 +1,8 @@
 package io.vswitch.engine;
 
 import io.vswitch.config.UplinkConfig;
-import io.vswitch.net.MsgVec;
-import io.vswitch.net.Sockets;
+import io.vswitch.sys.MsgVec;
+import io.vswitch.sys.Sockets;
 import io.vswitch.sys.Errno;
 import io.vswitch.sys.Libc;
 import io.vswitch.vhost.virtio.PacketBatch;
@@ -36,7 +36,7 @@ import java.nio.ByteOrder;
  * the worker); a frame to it goes to that remote only, anything else (broadcast, multicast, unknown) to every
  * remote: the flood list. A flood sends one copy of the buffer per remote (one message each, same iovec).
  */
-final class VxlanUplink implements Uplink {
+public final class VxlanUplink implements Uplink {
     static final int HEADER_SIZE = 8;
     static final int FLAGS_OFFSET = 0;
     static final int VNI_OFFSET = 4;
@@ -89,7 +89,7 @@ final class VxlanUplink implements Uplink {
      * Opens and binds the socket. {@code burst} frames per receive; {@code mtu} the largest inner payload
      * (the inner frame may be 18 bytes longer: Ethernet header and one VLAN tag).
      */
-    VxlanUplink(String name, UplinkConfig.Vxlan config, int mtu, int burst, PortCounters portCounters,
+    public VxlanUplink(String name, UplinkConfig.Vxlan config, int mtu, int burst, PortCounters portCounters,
                 UplinkCounters counters) {
         this.name = name;
         this.config = config;

@@ -1,8 +1,8 @@
 package io.vswitch.engine;
 
 import io.vswitch.config.NotifyMode;
-import io.vswitch.notify.Epoll;
-import io.vswitch.notify.EventFd;
+import io.vswitch.sys.Epoll;
+import io.vswitch.sys.EventFd;
 import io.vswitch.rings.PacketBufferPool;
 import io.vswitch.rings.SpscLongRing;
 import io.vswitch.vhost.net.VirtioNetDevice;
@@ -34,7 +34,7 @@ import java.lang.invoke.VarHandle;
  * VirtioNetDevice#raiseQueueFault()}, {@link VirtioNetDevice#raiseBroken}: a flag, lock-free and without
  * allocation) for a control thread to act on.
  */
-final class Worker implements Agent {
+public final class Worker implements Agent {
     /** Cross-worker buffer header: frame length, destination port (-1: flood), source port. */
     static final int META_LENGTH = 0;
     static final int META_DESTINATION = 4;
@@ -101,7 +101,7 @@ final class Worker implements Agent {
     private final int maxSleepMillis = Integer.getInteger("vswitch.maxSleepMillis", DEFAULT_MAX_SLEEP_MILLIS);
     private static final long WAKEUP_DATA = Long.MAX_VALUE;
 
-    Worker(int id, boolean learning, MacTable macTable, SwitchPort[] allPorts, int burst, PacketBufferPool pool,
+    public Worker(int id, boolean learning, MacTable macTable, SwitchPort[] allPorts, int burst, PacketBufferPool pool,
            int workers, CountersFile counters, NotifyMode mode, int quietPolls) {
         this.id = id;
         this.epoch = new WorkerEpoch("worker " + id);
@@ -281,7 +281,7 @@ final class Worker implements Agent {
     }
 
     /** Adds a port to this worker (through a command, so the worker never sees a half-built list). */
-    void addPort(SwitchPort port) {
+    public void addPort(SwitchPort port) {
         Runnable add = () -> {
             SwitchPort[] next = java.util.Arrays.copyOf(ports, ports.length + 1);
             port.localIndex = ports.length;

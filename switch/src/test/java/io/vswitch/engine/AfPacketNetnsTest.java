@@ -2,7 +2,7 @@ package io.vswitch.engine;
 
 import io.vswitch.config.ConfigLoader;
 import io.vswitch.testing.Netns;
-import io.vswitch.testing.OpenFds;
+import io.vswitch.sys.OpenFds;
 import io.vswitch.testing.QemuGuest;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;

@@ -1,5 +1,6 @@
 package io.vswitch.engine;
 
+import io.vswitch.testing.SecondProcess;
 import io.vswitch.testing.TestPmd;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -135,8 +136,8 @@ class CliTest {
                     List.of("-i", "--total-num-mbufs=16384", "--forward-mode=mac",
                             "--eth-peer=0,02:00:00:00:00:02", "--eth-peer=1,02:00:00:00:00:01"))) {
                 pmd.command("start tx_first", Duration.ofSeconds(30));
-                Await.atLeast(runtime.resolve("counters"), "vm1", "rx_packets", 100_000);
-                Await.atLeast(runtime.resolve("counters"), "vm2", "rx_packets", 100_000);
+                AwaitCounter.atLeast(runtime.resolve("counters"), "vm1", "rx_packets", 100_000);
+                AwaitCounter.atLeast(runtime.resolve("counters"), "vm2", "rx_packets", 100_000);
                 pmd.command("stop", Duration.ofSeconds(30));
                 Map<Integer, TestPmd.PortStats> stats = pmd.portStats();
                 assertTrue(stats.get(0).rxPackets() > 1000 && stats.get(1).rxPackets() > 1000, "traffic both ways: " + stats);

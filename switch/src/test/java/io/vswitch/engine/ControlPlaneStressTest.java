@@ -1,13 +1,13 @@
 package io.vswitch.engine;
 
 import io.vswitch.config.ConfigLoader;
-import io.vswitch.notify.EventFd;
+import io.vswitch.sys.EventFd;
 import io.vswitch.sys.Libc;
-import io.vswitch.testing.OpenFds;
-import io.vswitch.vhost.protocol.VhostUserRequest;
-import io.vswitch.vhost.testing.LogCapture;
-import io.vswitch.vhost.testing.TestFrontend;
-import io.vswitch.vhost.testing.TestFrontend.Region;
+import io.vswitch.sys.OpenFds;
+import io.vswitch.protocol.VhostUserRequest;
+import io.vswitch.testing.LogCapture;
+import io.vswitch.testing.TestFrontend;
+import io.vswitch.testing.TestFrontend.Region;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -28,13 +28,13 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
 import static io.vswitch.engine.TestPmdForwardingTest.value;
-import static io.vswitch.vhost.testing.PortFixture.await;
-import static io.vswitch.vhost.testing.TestFrontend.GUEST_PHYS_BASE;
-import static io.vswitch.vhost.testing.TestFrontend.RX;
-import static io.vswitch.vhost.testing.TestFrontend.TX;
-import static io.vswitch.vhost.testing.TestFrontend.USER_BASE;
-import static io.vswitch.vhost.testing.TestFrontend.expectOk;
-import static io.vswitch.vhost.testing.TestFrontend.u64;
+import static io.vswitch.testing.Await.await;
+import static io.vswitch.testing.TestFrontend.GUEST_PHYS_BASE;
+import static io.vswitch.testing.TestFrontend.RX;
+import static io.vswitch.testing.TestFrontend.TX;
+import static io.vswitch.testing.TestFrontend.USER_BASE;
+import static io.vswitch.testing.TestFrontend.expectOk;
+import static io.vswitch.testing.TestFrontend.u64;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 

@@ -5,7 +5,7 @@ import io.vswitch.config.ConfigLoader;
 import io.vswitch.config.SwitchConfig;
 import io.vswitch.control.ControlClient;
 import io.vswitch.control.ControlServer;
-import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.testing.TestFrontend;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.yaml.snakeyaml.Yaml;
@@ -199,8 +199,8 @@ class LiveTopologyTest {
                 a.transmit(again);
                 assertArrayEquals(again, receiveOne(b));
                 // connection counts are mirrored into the file every 250 ms: wait for the first mirror
-                Await.atLeast(counters, "a", "connections", 1);
-                Await.atLeast(counters, "b", "connections", 1);
+                AwaitCounter.atLeast(counters, "a", "connections", 1);
+                AwaitCounter.atLeast(counters, "b", "connections", 1);
                 CountersFile.Snapshot snap = CountersFile.read(counters);
                 assertEquals(1, value(snap, "a", "connections"));
                 assertEquals(1, value(snap, "b", "connections"));
@@ -260,8 +260,8 @@ class LiveTopologyTest {
             // ...so b gets exactly one frame, the second, tagged (receiveOne fails on two)
             assertArrayEquals(tagged, receiveOne(b), "tagged toward the trunk");
             // connection counts are mirrored into the file every 250 ms: wait for the first mirror
-            Await.atLeast(counters, "a", "connections", 1);
-            Await.atLeast(counters, "b", "connections", 1);
+            AwaitCounter.atLeast(counters, "a", "connections", 1);
+            AwaitCounter.atLeast(counters, "b", "connections", 1);
             CountersFile.Snapshot snap = CountersFile.read(counters);
             assertEquals(1, value(snap, "a", "connections"));
             assertEquals(1, value(snap, "b", "connections"));
@@ -307,8 +307,8 @@ class LiveTopologyTest {
             assertFalse(Files.exists(dir.resolve("c.sock")));
             assertTrue(Files.exists(dir.resolve("d.sock")));
             // connection counts are mirrored into the file every 250 ms: wait for the first mirror
-            Await.atLeast(counters, "a", "connections", 1);
-            Await.atLeast(counters, "b", "connections", 1);
+            AwaitCounter.atLeast(counters, "a", "connections", 1);
+            AwaitCounter.atLeast(counters, "b", "connections", 1);
             CountersFile.Snapshot snap = CountersFile.read(counters);
             assertEquals(1, value(snap, "a", "connections"), "a untouched");
             assertEquals(1, value(snap, "b", "connections"), "b changed live, never reconnected");

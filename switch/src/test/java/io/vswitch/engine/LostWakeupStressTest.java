@@ -1,7 +1,7 @@
 package io.vswitch.engine;
 
 import io.vswitch.config.ConfigLoader;
-import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.testing.TestFrontend;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;

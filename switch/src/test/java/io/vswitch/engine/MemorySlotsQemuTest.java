@@ -3,7 +3,7 @@ package io.vswitch.engine;
 import io.vswitch.config.ConfigLoader;
 import io.vswitch.testing.QemuGuest;
 import io.vswitch.testing.QemuMonitor;
-import io.vswitch.vhost.testing.LogCapture;
+import io.vswitch.testing.LogCapture;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 

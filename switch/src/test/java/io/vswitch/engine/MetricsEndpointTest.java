@@ -1,7 +1,8 @@
 package io.vswitch.engine;
 
+import io.vswitch.testing.SecondProcess;
 import io.vswitch.testing.Promtool;
-import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.testing.TestFrontend;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;

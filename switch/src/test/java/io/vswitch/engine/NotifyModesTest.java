@@ -1,8 +1,9 @@
 package io.vswitch.engine;
 
+import io.vswitch.testing.Await;
 import io.vswitch.config.ConfigLoader;
 import io.vswitch.config.NotifyMode;
-import io.vswitch.notify.EventFd;
+import io.vswitch.sys.EventFd;
 import io.vswitch.testing.TestPmd;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -49,12 +50,12 @@ class NotifyModesTest {
                      "--vdev", "net_virtio_user1,path=" + dir.resolve("b.sock")),
                      List.of("-i", "--total-num-mbufs=16384", "--forward-mode=io"))) {
             pmd.command("start tx_first", Duration.ofSeconds(30));
-            Await.atLeast(sw.countersPath(), "a", "rx_packets", 100_000);
-            Await.atLeast(sw.countersPath(), "b", "rx_packets", 100_000);
+            AwaitCounter.atLeast(sw.countersPath(), "a", "rx_packets", 100_000);
+            AwaitCounter.atLeast(sw.countersPath(), "b", "rx_packets", 100_000);
             pmd.command("stop", Duration.ofSeconds(30));
             Map<Integer, TestPmd.PortStats> sent = pmd.portStats();
-            Await.atLeast(sw.countersPath(), "a", "rx_packets", sent.get(0).txPackets());   // drained
-            Await.atLeast(sw.countersPath(), "b", "rx_packets", sent.get(1).txPackets());
+            AwaitCounter.atLeast(sw.countersPath(), "a", "rx_packets", sent.get(0).txPackets());   // drained
+            AwaitCounter.atLeast(sw.countersPath(), "b", "rx_packets", sent.get(1).txPackets());
             Map<Integer, TestPmd.PortStats> stats = pmd.portStats();
             CountersFile.Snapshot snap = CountersFile.read(sw.countersPath());
             long aRx = value(snap, "a", "rx_packets");

@@ -1,6 +1,7 @@
 package io.vswitch.engine;
 
-import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.testing.SecondProcess;
+import io.vswitch.testing.TestFrontend;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 

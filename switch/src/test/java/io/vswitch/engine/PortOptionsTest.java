@@ -66,13 +66,13 @@ class PortOptionsTest {
                      List.of("-i", "--total-num-mbufs=16384", "--forward-mode=txonly", "--nb-cores=1"))) {
             pmd.command("set txpkts 1100", Duration.ofSeconds(10));   // 1100-byte frames: over a's 1000 + 18
             pmd.command("start", Duration.ofSeconds(30));
-            Await.atLeast(sw.countersPath(), "a", "rx_packets", 1001);
-            Await.atLeast(sw.countersPath(), "b", "rx_packets", 1001);
+            AwaitCounter.atLeast(sw.countersPath(), "a", "rx_packets", 1001);
+            AwaitCounter.atLeast(sw.countersPath(), "b", "rx_packets", 1001);
             pmd.command("stop", Duration.ofSeconds(30));
             Map<Integer, TestPmd.PortStats> sent = pmd.portStats();
             // the switch has taken every frame testpmd sent
-            Await.atLeast(sw.countersPath(), "a", "rx_packets", sent.get(0).txPackets());
-            Await.atLeast(sw.countersPath(), "b", "rx_packets", sent.get(1).txPackets());
+            AwaitCounter.atLeast(sw.countersPath(), "a", "rx_packets", sent.get(0).txPackets());
+            AwaitCounter.atLeast(sw.countersPath(), "b", "rx_packets", sent.get(1).txPackets());
             CountersFile.Snapshot snap = CountersFile.read(sw.countersPath());
             long rx = value(snap, "a", "rx_packets");
             long overMtu = value(snap, "a", "drop_over_mtu");

@@ -1,5 +1,6 @@
 package io.vswitch.engine;
 
+import io.vswitch.testing.Libvirt;
 import io.vswitch.cli.Main;
 import io.vswitch.config.ConfigLoader;
 import io.vswitch.control.ControlServer;

@@ -1,8 +1,8 @@
 package io.vswitch.engine;
 
 import io.vswitch.config.ConfigLoader;
-import io.vswitch.vhost.protocol.VhostUserRequest;
-import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.protocol.VhostUserRequest;
+import io.vswitch.testing.TestFrontend;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;

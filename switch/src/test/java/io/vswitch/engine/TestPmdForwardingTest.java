@@ -1,5 +1,7 @@
 package io.vswitch.engine;
 
+import io.vswitch.testing.Await;
+import io.vswitch.testing.SecondProcess;
 import io.vswitch.config.ConfigLoader;
 import io.vswitch.config.SwitchConfig;
 import io.vswitch.testing.Peers;
@@ -123,13 +125,13 @@ class TestPmdForwardingTest {
                 }
                 pmd.command("start tx_first", Duration.ofSeconds(30));
                 // traffic until 200,000 frames went each way (a condition, not a time window: rates are for bench/)
-                Await.atLeast(sw.countersPath(), "a", "rx_packets", FRAMES);
-                Await.atLeast(sw.countersPath(), "b", "rx_packets", FRAMES);
+                AwaitCounter.atLeast(sw.countersPath(), "a", "rx_packets", FRAMES);
+                AwaitCounter.atLeast(sw.countersPath(), "b", "rx_packets", FRAMES);
                 pmd.command("stop", Duration.ofSeconds(30));
                 Map<Integer, TestPmd.PortStats> sent = pmd.portStats();
                 // the worker drains what testpmd transmitted last
-                Await.atLeast(sw.countersPath(), "a", "rx_packets", sent.get(0).txPackets());
-                Await.atLeast(sw.countersPath(), "b", "rx_packets", sent.get(1).txPackets());
+                AwaitCounter.atLeast(sw.countersPath(), "a", "rx_packets", sent.get(0).txPackets());
+                AwaitCounter.atLeast(sw.countersPath(), "b", "rx_packets", sent.get(1).txPackets());
                 // and delivers it: testpmd's RX counts settle once the switch has nothing more to deliver
                 Await.settled(() -> pmd.portStats().values().stream().mapToLong(TestPmd.PortStats::rxPackets).sum(),
                         Duration.ofMillis(200), "testpmd's RX counts");

@@ -1,7 +1,7 @@
 package io.vswitch.engine;
 
 import io.vswitch.config.ConfigLoader;
-import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.testing.TestFrontend;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -89,8 +89,8 @@ class VlanTest {
             c.transmit(frame(BROADCAST, MAC_X, -1, "untagged on trunk"));
             c.transmit(frame(BROADCAST, MAC_X, 30, "vlan 30"));
             a.transmit(frame(BROADCAST, MAC_A, 10, "tagged on access"));
-            Await.atLeast(sw.countersPath(), "c", "drop_vlan", 2);
-            Await.atLeast(sw.countersPath(), "a", "drop_vlan", 1);
+            AwaitCounter.atLeast(sw.countersPath(), "c", "drop_vlan", 2);
+            AwaitCounter.atLeast(sw.countersPath(), "a", "drop_vlan", 1);
             CountersFile.Snapshot snap = CountersFile.read(sw.countersPath());
             assertEquals(2, value(snap, "c", "drop_vlan"));
             assertEquals(1, value(snap, "a", "drop_vlan"));
@@ -126,7 +126,7 @@ class VlanTest {
             a.transmit(frame(BROADCAST, MAC_A, -1, "a announces itself"));
             receiveOne(b);
             a.transmit(frame(MAC_A, MAC_X, -1, "to a, from a"));   // X sits behind a too (a bridge behind the guest)
-            Await.atLeast(sw.countersPath(), "a", "drop_hairpin", 1);
+            AwaitCounter.atLeast(sw.countersPath(), "a", "drop_hairpin", 1);
             CountersFile.Snapshot snap = CountersFile.read(sw.countersPath());
             assertEquals(2, value(snap, "a", "rx_packets"));
             assertEquals(1, value(snap, "a", "drop_hairpin"));

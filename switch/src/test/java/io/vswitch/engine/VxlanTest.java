@@ -1,8 +1,8 @@
 package io.vswitch.engine;
 
 import io.vswitch.config.ConfigLoader;
-import io.vswitch.testing.OpenFds;
-import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.sys.OpenFds;
+import io.vswitch.testing.TestFrontend;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 

@@ -1,6 +1,6 @@
 package io.vswitch.vhost;
 
-import io.vswitch.vhost.os.UnixSocket;
+import io.vswitch.sys.UnixSocket;
 
 import java.nio.file.Path;
 

@@ -2,7 +2,7 @@ package io.vswitch.vhost;
 
 import io.vswitch.sys.SysCallException;
 import io.vswitch.vhost.net.VirtioNetDevice;
-import io.vswitch.vhost.os.UnixSocket;
+import io.vswitch.sys.UnixSocket;
 import io.vswitch.vhost.protocol.SessionCounters;
 import io.vswitch.vhost.protocol.VhostUserSession;
 

@@ -1,11 +1,11 @@
 package io.vswitch.vhost;
 
-import io.vswitch.testing.OpenFds;
+import io.vswitch.sys.OpenFds;
 import io.vswitch.vhost.net.VirtioNetDevice;
-import io.vswitch.vhost.os.UnixSocket;
-import io.vswitch.vhost.protocol.Features;
-import io.vswitch.vhost.testing.PortFixture;
-import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.sys.UnixSocket;
+import io.vswitch.protocol.Features;
+import io.vswitch.vhost.fixtures.PortFixture;
+import io.vswitch.testing.TestFrontend;
 import io.vswitch.vhost.virtio.PacketBatch;
 import io.vswitch.vhost.virtio.VirtQueue;
 import org.junit.jupiter.api.Test;
@@ -16,10 +16,10 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 
-import static io.vswitch.vhost.testing.Frames.copy;
-import static io.vswitch.vhost.testing.Frames.frame;
-import static io.vswitch.vhost.testing.Frames.segment;
-import static io.vswitch.vhost.testing.PortFixture.await;
+import static io.vswitch.vhost.fixtures.PortFixture.copy;
+import static io.vswitch.testing.Frames.frame;
+import static io.vswitch.testing.Frames.segment;
+import static io.vswitch.vhost.fixtures.PortFixture.await;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;

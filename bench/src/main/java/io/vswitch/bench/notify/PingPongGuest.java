@@ -1,7 +1,7 @@
 package io.vswitch.bench.notify;
 
-import io.vswitch.vhost.testing.TestFrontend;
-import io.vswitch.vhost.virtio.SplitRing;
+import io.vswitch.testing.TestFrontend;
+import io.vswitch.protocol.SplitRing;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;

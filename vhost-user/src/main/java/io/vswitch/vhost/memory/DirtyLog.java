@@ -1,7 +1,7 @@
 package io.vswitch.vhost.memory;
 
-import io.vswitch.vhost.os.MappedMemory;
-import io.vswitch.vhost.os.SharedMemory;
+import io.vswitch.sys.MappedMemory;
+import io.vswitch.sys.SharedMemory;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;

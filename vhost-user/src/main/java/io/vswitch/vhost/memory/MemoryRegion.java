@@ -2,8 +2,8 @@ package io.vswitch.vhost.memory;
 
 import io.vswitch.sys.Libc;
 import io.vswitch.sys.SysCallException;
-import io.vswitch.vhost.os.MappedMemory;
-import io.vswitch.vhost.os.SharedMemory;
+import io.vswitch.sys.MappedMemory;
+import io.vswitch.sys.SharedMemory;
 
 import java.lang.foreign.MemorySegment;
 

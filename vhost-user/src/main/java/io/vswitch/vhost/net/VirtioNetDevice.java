@@ -1,11 +1,11 @@
 package io.vswitch.vhost.net;
 
-import io.vswitch.notify.EventFd;
+import io.vswitch.sys.EventFd;
 import io.vswitch.vhost.memory.DirtyLog;
 import io.vswitch.vhost.memory.GuestMemory;
 import io.vswitch.vhost.memory.MemoryRegion;
-import io.vswitch.vhost.protocol.Features;
-import io.vswitch.vhost.virtio.SplitRing;
+import io.vswitch.protocol.Features;
+import io.vswitch.protocol.SplitRing;
 import io.vswitch.vhost.virtio.VirtQueue;
 
 import java.lang.System.Logger.Level;

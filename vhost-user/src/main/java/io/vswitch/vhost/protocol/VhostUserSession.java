@@ -1,13 +1,16 @@
 package io.vswitch.vhost.protocol;
 
-import io.vswitch.notify.EventFd;
+import io.vswitch.protocol.VhostUserMessage;
+import io.vswitch.protocol.Features;
+import io.vswitch.protocol.VhostUserRequest;
+import io.vswitch.sys.EventFd;
 import io.vswitch.vhost.memory.DirtyLog;
 import io.vswitch.vhost.memory.GuestMemory;
 import io.vswitch.vhost.memory.GuestMemoryException;
 import io.vswitch.vhost.memory.MemoryRegion;
 import io.vswitch.vhost.net.VirtioNetDevice;
-import io.vswitch.vhost.os.ReceivedFds;
-import io.vswitch.vhost.os.UnixSocket;
+import io.vswitch.sys.ReceivedFds;
+import io.vswitch.sys.UnixSocket;
 
 import java.io.EOFException;
 import java.io.IOException;
@@ -16,7 +19,7 @@ import java.lang.foreign.Arena;
 import java.util.EnumMap;
 import java.util.Map;
 
-import static io.vswitch.vhost.protocol.VhostUserMessage.*;
+import static io.vswitch.protocol.VhostUserMessage.*;
 
 /**
  * One frontend connection: reads messages, checks them, and applies them to a {@link VirtioNetDevice}

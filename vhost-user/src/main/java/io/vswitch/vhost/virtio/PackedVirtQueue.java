@@ -1,15 +1,19 @@
 package io.vswitch.vhost.virtio;
 
-import io.vswitch.notify.EventFd;
+import io.vswitch.protocol.VirtioNetHeader;
+import io.vswitch.protocol.PackedDescriptor;
+import io.vswitch.protocol.SplitRing;
+import io.vswitch.protocol.EventSuppression;
+import io.vswitch.sys.EventFd;
 import io.vswitch.vhost.memory.DirtyLog;
 import io.vswitch.vhost.memory.GuestMemory;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
 
-import static io.vswitch.vhost.virtio.PackedDescriptor.F_INDIRECT;
-import static io.vswitch.vhost.virtio.PackedDescriptor.F_NEXT;
-import static io.vswitch.vhost.virtio.PackedDescriptor.F_WRITE;
+import static io.vswitch.protocol.PackedDescriptor.F_INDIRECT;
+import static io.vswitch.protocol.PackedDescriptor.F_NEXT;
+import static io.vswitch.protocol.PackedDescriptor.F_WRITE;
 
 /**
  * The device side of one packed virtqueue (VIRTIO_F_RING_PACKED, virtio 1.2, 2.8): the data path that a

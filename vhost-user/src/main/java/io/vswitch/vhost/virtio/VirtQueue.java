@@ -1,6 +1,7 @@
 package io.vswitch.vhost.virtio;
 
-import io.vswitch.notify.EventFd;
+import io.vswitch.protocol.VirtioNetHeader;
+import io.vswitch.sys.EventFd;
 import io.vswitch.vhost.memory.DirtyLog;
 import io.vswitch.vhost.memory.GuestMemory;
 
@@ -8,7 +9,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
 
-import static io.vswitch.vhost.virtio.SplitRing.*;
+import static io.vswitch.protocol.SplitRing.*;
 
 /**
  * The device side of one split virtqueue in guest memory.

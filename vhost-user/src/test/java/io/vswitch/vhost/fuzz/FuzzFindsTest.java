@@ -1,15 +1,15 @@
 package io.vswitch.vhost.fuzz;
 
-import io.vswitch.vhost.testing.LogCapture;
-import io.vswitch.vhost.testing.PortFixture;
-import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.testing.LogCapture;
+import io.vswitch.vhost.fixtures.PortFixture;
+import io.vswitch.testing.TestFrontend;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
 
-import static io.vswitch.vhost.testing.PortFixture.await;
+import static io.vswitch.vhost.fixtures.PortFixture.await;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 

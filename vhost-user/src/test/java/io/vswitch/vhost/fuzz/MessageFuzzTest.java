@@ -1,14 +1,14 @@
 package io.vswitch.vhost.fuzz;
 
-import io.vswitch.notify.EventFd;
+import io.vswitch.sys.EventFd;
 import io.vswitch.sys.Libc;
-import io.vswitch.testing.OpenFds;
-import io.vswitch.vhost.os.SharedMemory;
-import io.vswitch.vhost.protocol.VhostUserMessage;
-import io.vswitch.vhost.protocol.VhostUserRequest;
-import io.vswitch.vhost.testing.LogCapture;
-import io.vswitch.vhost.testing.PortFixture;
-import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.sys.OpenFds;
+import io.vswitch.sys.SharedMemory;
+import io.vswitch.protocol.VhostUserMessage;
+import io.vswitch.protocol.VhostUserRequest;
+import io.vswitch.testing.LogCapture;
+import io.vswitch.vhost.fixtures.PortFixture;
+import io.vswitch.testing.TestFrontend;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -25,9 +25,9 @@ import java.util.List;
 import java.util.SplittableRandom;
 import java.util.logging.Level;
 
-import static io.vswitch.vhost.protocol.VhostUserMessage.*;
-import static io.vswitch.vhost.testing.TestFrontend.GUEST_PHYS_BASE;
-import static io.vswitch.vhost.testing.TestFrontend.USER_BASE;
+import static io.vswitch.protocol.VhostUserMessage.*;
+import static io.vswitch.testing.TestFrontend.GUEST_PHYS_BASE;
+import static io.vswitch.testing.TestFrontend.USER_BASE;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**

@@ -2,10 +2,10 @@ package io.vswitch.vhost.fuzz;
 
 import io.vswitch.vhost.memory.GuestMemory;
 import io.vswitch.vhost.memory.MemoryRegion;
-import io.vswitch.vhost.os.SharedMemory;
+import io.vswitch.sys.SharedMemory;
 import io.vswitch.vhost.virtio.PacketBatch;
 import io.vswitch.vhost.virtio.VirtQueue;
-import io.vswitch.vhost.virtio.VirtioNetHeader;
+import io.vswitch.protocol.VirtioNetHeader;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -15,7 +15,7 @@ import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 
-import static io.vswitch.vhost.virtio.SplitRing.*;
+import static io.vswitch.protocol.SplitRing.*;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -51,7 +51,7 @@ class RingFuzzTest {
     @BeforeAll
     static void map() {
         fd = SharedMemory.memfd("vtest-fuzz-ring", REGION, false);
-        int dup = io.vswitch.vhost.testing.TestFrontend.dup(fd);
+        int dup = io.vswitch.testing.TestFrontend.dup(fd);
         MemoryRegion region = MemoryRegion.map(dup, GPA, REGION, UVA, 0);
         memory = GuestMemory.empty().with(region);
         ram = region.segment();

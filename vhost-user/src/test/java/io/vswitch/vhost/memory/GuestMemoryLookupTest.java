@@ -1,7 +1,7 @@
 package io.vswitch.vhost.memory;
 
 import io.vswitch.sys.Libc;
-import io.vswitch.vhost.os.SharedMemory;
+import io.vswitch.sys.SharedMemory;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -109,7 +109,7 @@ class GuestMemoryLookupTest {
         try {
             GuestMemory memory = GuestMemory.empty();
             for (int i = 0; i < GuestMemory.MAX_REGIONS; i++) {
-                MemoryRegion r = MemoryRegion.map(io.vswitch.vhost.testing.TestFrontend.dup(fd), 0x1_0000_0000L + i * PAGE * 2, PAGE, 0x7f00_0000_0000L + i * PAGE, 0);
+                MemoryRegion r = MemoryRegion.map(io.vswitch.testing.TestFrontend.dup(fd), 0x1_0000_0000L + i * PAGE * 2, PAGE, 0x7f00_0000_0000L + i * PAGE, 0);
                 mapped.add(r);
                 memory = memory.with(r);
             }
@@ -119,7 +119,7 @@ class GuestMemoryLookupTest {
                 assertEquals(i, memory.findGuest(at + 100, 100));
                 assertEquals(-1, memory.findGuest(at + PAGE, 1), "the gap after region " + i);
             }
-            MemoryRegion extra = MemoryRegion.map(io.vswitch.vhost.testing.TestFrontend.dup(fd), 0x2_0000_0000L, PAGE, 0x7f10_0000_0000L, 0);
+            MemoryRegion extra = MemoryRegion.map(io.vswitch.testing.TestFrontend.dup(fd), 0x2_0000_0000L, PAGE, 0x7f10_0000_0000L, 0);
             mapped.add(extra);
             GuestMemory full = memory;
             GuestMemoryException e = assertThrows(GuestMemoryException.class, () -> full.with(extra));

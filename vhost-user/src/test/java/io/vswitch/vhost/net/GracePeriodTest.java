@@ -1,11 +1,11 @@
 package io.vswitch.vhost.net;
 
-import io.vswitch.notify.EventFd;
+import io.vswitch.sys.EventFd;
 import io.vswitch.vhost.memory.MemoryRegion;
-import io.vswitch.vhost.protocol.VhostUserRequest;
-import io.vswitch.vhost.testing.HeldWorker;
-import io.vswitch.vhost.testing.PortFixture;
-import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.protocol.VhostUserRequest;
+import io.vswitch.vhost.fixtures.HeldWorker;
+import io.vswitch.vhost.fixtures.PortFixture;
+import io.vswitch.testing.TestFrontend;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -19,10 +19,10 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
-import static io.vswitch.vhost.testing.TestFrontend.RX;
-import static io.vswitch.vhost.testing.TestFrontend.TX;
-import static io.vswitch.vhost.testing.TestFrontend.u64;
-import static io.vswitch.vhost.testing.TestFrontend.vringState;
+import static io.vswitch.testing.TestFrontend.RX;
+import static io.vswitch.testing.TestFrontend.TX;
+import static io.vswitch.testing.TestFrontend.u64;
+import static io.vswitch.testing.TestFrontend.vringState;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotSame;
@@ -165,7 +165,7 @@ class GracePeriodTest {
                 case RESET_DEVICE -> {
                     try {
                         // no NEED_REPLY: the reset forgets REPLY_ACK; a round trip tells when it was handled
-                        fe.sendRaw(VhostUserRequest.RESET_DEVICE.code(), io.vswitch.vhost.protocol.VhostUserMessage.VERSION, 0, new byte[0]);
+                        fe.sendRaw(VhostUserRequest.RESET_DEVICE.code(), io.vswitch.protocol.VhostUserMessage.VERSION, 0, new byte[0]);
                         fe.getFeatures();
                         yield 0L;
                     } catch (IOException e) {

@@ -1,16 +1,16 @@
 package io.vswitch.vhost.net;
 
-import io.vswitch.vhost.protocol.Features;
-import io.vswitch.vhost.protocol.VhostUserRequest;
-import io.vswitch.vhost.testing.PortFixture;
-import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.protocol.Features;
+import io.vswitch.protocol.VhostUserRequest;
+import io.vswitch.vhost.fixtures.PortFixture;
+import io.vswitch.testing.TestFrontend;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
 
-import static io.vswitch.vhost.testing.TestFrontend.u64;
+import static io.vswitch.testing.TestFrontend.u64;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;

@@ -1,9 +1,9 @@
 package io.vswitch.vhost.net;
 
-import io.vswitch.vhost.testing.HeldWorker;
-import io.vswitch.vhost.testing.LogCapture;
-import io.vswitch.vhost.testing.PortFixture;
-import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.vhost.fixtures.HeldWorker;
+import io.vswitch.testing.LogCapture;
+import io.vswitch.vhost.fixtures.PortFixture;
+import io.vswitch.testing.TestFrontend;
 import io.vswitch.vhost.virtio.PacketBatch;
 import io.vswitch.vhost.virtio.QueueFault;
 import org.junit.jupiter.api.Test;
@@ -12,9 +12,9 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
 
-import static io.vswitch.vhost.testing.TestFrontend.RX;
-import static io.vswitch.vhost.testing.TestFrontend.TX;
-import static io.vswitch.vhost.testing.TestFrontend.expectOk;
+import static io.vswitch.testing.TestFrontend.RX;
+import static io.vswitch.testing.TestFrontend.TX;
+import static io.vswitch.testing.TestFrontend.expectOk;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;

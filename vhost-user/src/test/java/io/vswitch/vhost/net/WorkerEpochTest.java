@@ -1,7 +1,7 @@
 package io.vswitch.vhost.net;
 
-import io.vswitch.vhost.testing.HeldWorker;
-import io.vswitch.vhost.testing.LogCapture;
+import io.vswitch.vhost.fixtures.HeldWorker;
+import io.vswitch.testing.LogCapture;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -10,7 +10,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.logging.Level;
 
-import static io.vswitch.vhost.testing.PortFixture.await;
+import static io.vswitch.vhost.fixtures.PortFixture.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;

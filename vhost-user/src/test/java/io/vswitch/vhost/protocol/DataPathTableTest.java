@@ -1,7 +1,8 @@
 package io.vswitch.vhost.protocol;
 
+import io.vswitch.protocol.VhostUserRequest;
 import io.vswitch.vhost.net.VirtioNetDevice;
-import io.vswitch.vhost.os.UnixSocket;
+import io.vswitch.sys.UnixSocket;
 import io.vswitch.vhost.protocol.VhostUserSession.DataPath;
 import org.junit.jupiter.api.Test;
 

@@ -1,8 +1,9 @@
 package io.vswitch.vhost.virtio;
 
+import io.vswitch.protocol.SplitRing;
 import io.vswitch.vhost.net.VirtioNetDevice;
-import io.vswitch.vhost.testing.PortFixture;
-import io.vswitch.vhost.testing.TestFrontend;
+import io.vswitch.vhost.fixtures.PortFixture;
+import io.vswitch.testing.TestFrontend;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -11,12 +12,12 @@ import org.junit.jupiter.api.io.TempDir;
 import java.nio.file.Path;
 import java.util.List;
 
-import static io.vswitch.vhost.testing.Frames.copy;
-import static io.vswitch.vhost.testing.Frames.frame;
-import static io.vswitch.vhost.testing.Frames.segment;
-import static io.vswitch.vhost.testing.TestFrontend.HEADER;
-import static io.vswitch.vhost.testing.TestFrontend.RX;
-import static io.vswitch.vhost.testing.TestFrontend.TX;
+import static io.vswitch.vhost.fixtures.PortFixture.copy;
+import static io.vswitch.testing.Frames.frame;
+import static io.vswitch.testing.Frames.segment;
+import static io.vswitch.testing.TestFrontend.HEADER;
+import static io.vswitch.testing.TestFrontend.RX;
+import static io.vswitch.testing.TestFrontend.TX;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;

@@ -1,0 +1,59 @@
+package io.vswitch.protocol;
+
+/** Feature bits: virtio-net device features and vhost-user protocol features that we use or refuse. */
+public final class Features {
+    public static final int VIRTIO_NET_F_MTU = 3;
+    public static final int VIRTIO_NET_F_MAC = 5;
+    public static final int VIRTIO_NET_F_MRG_RXBUF = 15;
+    public static final int VIRTIO_NET_F_STATUS = 16;
+    public static final int VIRTIO_NET_F_CTRL_VQ = 17;
+    public static final int VIRTIO_NET_F_GUEST_ANNOUNCE = 21;
+    public static final int VIRTIO_NET_F_MQ = 22;
+    public static final int VIRTIO_F_NOTIFY_ON_EMPTY = 24;
+    public static final int VHOST_F_LOG_ALL = 26;
+    public static final int VIRTIO_F_ANY_LAYOUT = 27;
+    public static final int VIRTIO_RING_F_INDIRECT_DESC = 28;
+    public static final int VIRTIO_RING_F_EVENT_IDX = 29;
+    public static final int VHOST_USER_F_PROTOCOL_FEATURES = 30;
+    public static final int VIRTIO_F_VERSION_1 = 32;
+    public static final int VIRTIO_F_RING_PACKED = 34;
+    public static final int VIRTIO_F_IN_ORDER = 35;
+
+    public static final int PROTOCOL_F_MQ = 0;
+    public static final int PROTOCOL_F_LOG_SHMFD = 1;
+    public static final int PROTOCOL_F_RARP = 2;
+    public static final int PROTOCOL_F_REPLY_ACK = 3;
+    public static final int PROTOCOL_F_MTU = 4;
+    public static final int PROTOCOL_F_CONFIGURE_MEM_SLOTS = 15;
+    public static final int PROTOCOL_F_STATUS = 16;
+
+    /**
+     * What the switch offers to a virtio-net frontend: only what the data path really implements. No
+     * checksum or GSO offload (frames are switched as they are). RING_PACKED: packed virtqueues; IN_ORDER:
+     * buffers are used in the order they were made available (a TX burst returns as one used element). LOG_ALL: dirty-page
+     * logging for live migration. CTRL_VQ and GUEST_ANNOUNCE: the frontend serves the control queue itself
+     * (QEMU, DPDK virtio-user), so that a migrated guest announces its own MAC. MTU: the frontend tells the
+     * guest its MTU (QEMU's {@code host_mtu}) and checks it with us first (NET_SET_MTU), which refuses an MTU
+     * above the port's {@code mtu}.
+     */
+    public static final long DEVICE_FEATURES = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_NET_F_MRG_RXBUF)
+            | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_NET_F_STATUS)
+            | bit(VIRTIO_F_ANY_LAYOUT) | bit(VHOST_USER_F_PROTOCOL_FEATURES) | bit(VHOST_F_LOG_ALL)
+            | bit(VIRTIO_NET_F_CTRL_VQ) | bit(VIRTIO_NET_F_GUEST_ANNOUNCE) | bit(VIRTIO_NET_F_MTU)
+            | bit(VIRTIO_F_RING_PACKED) | bit(VIRTIO_F_IN_ORDER);
+
+    /** The protocol features we implement. MQ is left out until the switch serves more than one queue pair. */
+    public static final long PROTOCOL_FEATURES = bit(PROTOCOL_F_REPLY_ACK) | bit(PROTOCOL_F_CONFIGURE_MEM_SLOTS)
+            | bit(PROTOCOL_F_STATUS) | bit(PROTOCOL_F_LOG_SHMFD) | bit(PROTOCOL_F_RARP) | bit(PROTOCOL_F_MTU);
+
+    private Features() {
+    }
+
+    public static long bit(int n) {
+        return 1L << n;
+    }
+
+    public static boolean has(long features, int n) {
+        return (features & bit(n)) != 0;
+    }
+}
