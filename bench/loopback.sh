@@ -96,8 +96,7 @@ export JAVA_HOME
 export MAVEN_OPTS="${MAVEN_OPTS:---sun-misc-unsafe-memory-access=allow}"
 JAR="$ROOT/switch/target/vswitch.jar"
 # what ./vswitch run passes to the JVM
-JVM_FLAGS=(--enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow
-           --add-exports java.base/jdk.internal.misc=ALL-UNNAMED -XX:+UseParallelGC -Xms256m)
+JVM_FLAGS=(@"$ROOT/jvm.options" -XX:+UseParallelGC -Xms256m)
 
 stale() {
     [[ -f "$JAR" ]] || return 0

@@ -72,8 +72,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 cd "$ROOT"
-"$JAVA" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \
-    --add-exports java.base/jdk.internal.misc=ALL-UNNAMED -XX:+UseParallelGC \
+"$JAVA" @"$ROOT/jvm.options" -XX:+UseParallelGC \
     -Dnotify.bench.repo="$ROOT" -Dnotify.bench.commit="$COMMIT" \
     -Dnotify.bench.command="bench/notify-modes.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}" \
     -cp "$BENCH_JAR" io.vswitch.bench.notify.NotifyModesBench ${ARGS[@]+"${ARGS[@]}"} &

@@ -64,8 +64,7 @@ ports:
 links:
   - [p0, p1]
 EOY
-    taskset -c 1 "$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \
-        --add-exports java.base/jdk.internal.misc=ALL-UNNAMED -XX:+UseParallelGC -Xms256m \
+    taskset -c 1 "$JAVA_HOME/bin/java" @"$ROOT/jvm.options" -XX:+UseParallelGC -Xms256m \
         -jar "$JAR" run -c "$WORK/vswitch.yaml" >"$WORK/backend.log" 2>&1 &
     BACKEND_PID=$!
     SOCK0="$WORK/run/p0.sock"; SOCK1="$WORK/run/p1.sock"

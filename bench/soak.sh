@@ -52,8 +52,7 @@ if [[ -z "${JAVA_HOME:-}" || ! -x "$JAVA_HOME/bin/jcmd" ]]; then
 fi
 export JAVA_HOME
 JAR="$ROOT/switch/target/vswitch.jar"
-JVM_FLAGS=(--enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow
-           --add-exports java.base/jdk.internal.misc=ALL-UNNAMED -XX:+UseParallelGC -Xms256m)
+JVM_FLAGS=(@"$ROOT/jvm.options" -XX:+UseParallelGC -Xms256m)
 [[ "${SOAK_NMT:-}" == 1 ]] && JVM_FLAGS+=(-XX:NativeMemoryTracking=summary)
 if [[ $BUILD == 1 ]]; then
     (cd "$ROOT" && mvn -B -q -o -pl switch -am package -DskipTests)
@@ -114,7 +113,7 @@ EOF
 SWITCH_PID=$!
 wait_for "[[ -S $RUN/lb0.sock && -S $RUN/hostile.sock ]]" 60 "the switch's sockets"
 
-stats() { "$JAVA_HOME/bin/java" "${JVM_FLAGS[@]:0:4}" -Xms16m -XX:TieredStopAtLevel=1 -jar "$JAR" stats --counters "$RUN/counters"; }
+stats() { "$JAVA_HOME/bin/java" @"$ROOT/jvm.options" -Xms16m -XX:TieredStopAtLevel=1 -jar "$JAR" stats --counters "$RUN/counters"; }
 
 # heap_rss HEAP_INFO: the heap's committed sizes and how much of the heap's address range is resident (smaps)
 heap_rss() {

@@ -41,10 +41,7 @@ import java.util.concurrent.TimeUnit;
 @OutputTimeUnit(TimeUnit.NANOSECONDS)
 @Warmup(iterations = 3, time = 1)
 @Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = {
-        "--enable-native-access=ALL-UNNAMED",
-        "--sun-misc-unsafe-memory-access=allow",
-        "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED"})
+@Fork(1)   // JVM flags: jvm.options, added to every fork by BenchMain
 public class MemoryLookupBenchmark {
     static final int LOOKUPS = 1024;
     static final int PER_INVOCATION = 32;

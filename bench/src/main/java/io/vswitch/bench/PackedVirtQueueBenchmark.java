@@ -36,10 +36,7 @@ import static io.vswitch.bench.VirtQueueBenchmark.RAM;
 @OutputTimeUnit(TimeUnit.NANOSECONDS)
 @Warmup(iterations = 3, time = 1)
 @Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = {
-        "--enable-native-access=ALL-UNNAMED",
-        "--sun-misc-unsafe-memory-access=allow",
-        "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED"})
+@Fork(1)   // JVM flags: jvm.options, added to every fork by BenchMain
 public class PackedVirtQueueBenchmark {
 
     @State(Scope.Thread)

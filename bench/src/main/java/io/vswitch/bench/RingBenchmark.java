@@ -56,10 +56,7 @@ import org.openjdk.jmh.annotations.Warmup;
 @Warmup(iterations = 3, time = 1)
 @Measurement(iterations = 5, time = 1)
 // Agrona 2 reaches for jdk.internal.misc.Unsafe and JCTools for sun.misc.Unsafe.
-@Fork(value = 1, jvmArgsAppend = {
-        "--enable-native-access=ALL-UNNAMED",
-        "--sun-misc-unsafe-memory-access=allow",
-        "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED"})
+@Fork(1)   // JVM flags: jvm.options, added to every fork by BenchMain
 @State(Scope.Group)
 public class RingBenchmark {
 

@@ -56,10 +56,7 @@ import java.util.stream.Stream;
 @OutputTimeUnit(TimeUnit.SECONDS)
 @Warmup(iterations = 3, time = 1)
 @Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = {
-        "--enable-native-access=ALL-UNNAMED",
-        "--sun-misc-unsafe-memory-access=allow",
-        "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED"})
+@Fork(1)   // JVM flags: jvm.options, added to every fork by BenchMain
 @State(Scope.Thread)
 public class SwitchBenchmark {
     static final int BURST = 32;

@@ -210,7 +210,7 @@ public final class Switch implements AutoCloseable {
         int n = settings.workers();
         NotifyMode[] workerModes = workerModes(config);
         int maxMtu = config.ports().stream().mapToInt(PortConfig::mtu).max().orElse(1500);
-        long bufferSize = (Worker.META_SIZE + maxMtu + 18 + 63) & ~63L;
+        long bufferSize = (HandoffHeader.SIZE + maxMtu + 18 + 63) & ~63L;
         PacketBufferPool[] pools = new PacketBufferPool[n];
         for (int w = 0; w < n; w++) {
             pools[w] = n > 1 ? newPool(bufferSize) : null;
@@ -220,7 +220,6 @@ public final class Switch implements AutoCloseable {
         int ringSize = Integer.highestOneBit(POOL_BUFFERS - 1) << 1;
         Worker[] peerArray = workers.toArray(new Worker[0]);
         for (Worker a : workers) {
-            a.setPeerPools(pools);
             a.setPeers(peerArray);
             for (Worker b : workers) {
                 if (a != b) {
@@ -330,7 +329,7 @@ public final class Switch implements AutoCloseable {
 
     /** The largest frame that fits the buffers frames cross workers in; unlimited with one worker (no pool). */
     int maxCrossWorkerFrame() {
-        return poolBufferSize == 0 ? Integer.MAX_VALUE : (int) poolBufferSize - Worker.META_SIZE;
+        return poolBufferSize == 0 ? Integer.MAX_VALUE : (int) poolBufferSize - HandoffHeader.SIZE;
     }
 
     private long poolBufferSize;

@@ -1,5 +1,6 @@
 package io.vswitch.engine;
 
+import io.vswitch.testing.JvmFlags;
 import io.vswitch.testing.SecondProcess;
 import io.vswitch.testing.TestPmd;
 import org.junit.jupiter.api.Test;
@@ -100,10 +101,9 @@ class CliTest {
     void defaultTopologyRunsPassesTrafficAndStopsOnSigterm() throws Exception {
         TestPmd.require();
         Path runtime = Files.createTempDirectory("vsdef");
-        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow",
-                "--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
-                "-cp", System.getProperty("java.class.path"), "io.vswitch.cli.Main", "run", "--runtime-dir", runtime.toString()));
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
+        cmd.addAll(JvmFlags.list());
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), "io.vswitch.cli.Main", "run", "--runtime-dir", runtime.toString()));
         Process sw = new ProcessBuilder(cmd).redirectErrorStream(true).start();
         StringBuilder out = new StringBuilder();
         Thread reader = Thread.ofPlatform().daemon().start(() -> {

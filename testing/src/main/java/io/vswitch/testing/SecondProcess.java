@@ -22,9 +22,8 @@ public final class SecondProcess {
     private static List<String> command(String... args) {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        cmd.addAll(List.of("--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow",
-                "--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
-                "-cp", System.getProperty("java.class.path"), "io.vswitch.cli.Main"));
+        cmd.addAll(JvmFlags.list());
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), "io.vswitch.cli.Main"));
         cmd.addAll(List.of(args));
         return cmd;
     }

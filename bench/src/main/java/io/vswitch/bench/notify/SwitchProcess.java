@@ -1,5 +1,6 @@
 package io.vswitch.bench.notify;
 
+import io.vswitch.testing.JvmFlags;
 import io.vswitch.engine.CountersFile;
 
 import java.io.IOException;
@@ -32,10 +33,9 @@ final class SwitchProcess implements AutoCloseable {
         }), "notify-bench-reaper"));
     }
 
-    /** The launcher's JVM flags (see ./vswitch). */
-    static final List<String> JVM_FLAGS = List.of("--enable-native-access=ALL-UNNAMED",
-            "--sun-misc-unsafe-memory-access=allow", "--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
-            "-XX:+UseParallelGC", "-Xms256m");
+    /** The launcher's JVM options (see ./vswitch): jvm.options plus its GC settings. */
+    static final List<String> JVM_FLAGS = java.util.stream.Stream.concat(JvmFlags.list().stream(),
+            java.util.stream.Stream.of("-XX:+UseParallelGC", "-Xms256m")).toList();
 
     private static final long CLK_TCK = clockTicks();
 
@@ -128,7 +128,7 @@ final class SwitchProcess implements AutoCloseable {
     Map<String, Map<String, Long>> statsCommand() throws IOException, InterruptedException {
         List<String> cmd = new ArrayList<>();
         cmd.add(java());
-        cmd.addAll(JVM_FLAGS.subList(0, 4));
+        cmd.addAll(JvmFlags.list());
         cmd.addAll(List.of("-jar", jar.toString(), "stats", "--counters", counters.toString()));
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
         LIVE.add(p);

@@ -1,0 +1,246 @@
+package io.vswitch.engine;
+
+import io.vswitch.vhost.virtio.PacketBatch;
+import io.vswitch.vhost.virtio.VirtQueue;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * L2 forwarding on one worker: where each frame of a burst goes (the cross-connect peer, the learned port, or
+ * every port of its VLAN), the VLAN rules of access and trunk ports, and the one copy into a local
+ * destination's receive queue or uplink. Frames for another worker's ports go to the {@link Handoff}.
+ * Nothing is lost silently: a frame that goes nowhere is counted on its port with its reason.
+ */
+final class Forwarding {
+    static final int ETH_P_8021Q = 0x8100;
+    static final int TAG_SIZE = 4;
+
+    private final int workerId;
+    private final boolean learning;
+    private final MacTable macTable;
+    private final Handoff handoff;
+    /** Every port by index (the switch's table; indices are never reused); replaced by a worker command. */
+    SwitchPort[] allPorts;
+    /** This worker's ports; replaced by a worker command. */
+    SwitchPort[] ports = new SwitchPort[0];
+
+    // a frame spliced around a VLAN tag: its pieces, and the tag itself
+    private final MemorySegment[] spliceSegments = new MemorySegment[PacketBatch.MAX_PIECES_PER_FRAME + 3];
+    private final long[] spliceOffsets = new long[PacketBatch.MAX_PIECES_PER_FRAME + 3];
+    private final int[] spliceLengths = new int[PacketBatch.MAX_PIECES_PER_FRAME + 3];
+    private final MemorySegment tag = MemorySegment.ofArray(new byte[TAG_SIZE]);
+
+    Forwarding(int workerId, boolean learning, MacTable macTable, SwitchPort[] allPorts, Handoff handoff) {
+        this.workerId = workerId;
+        this.learning = learning;
+        this.macTable = macTable;
+        this.allPorts = allPorts;
+        this.handoff = handoff;
+    }
+
+    /** Forwards the {@code n} frames of {@code b} that {@code src} sent, and counts them on {@code src}. */
+    void forward(SwitchPort src, PacketBatch b, int n) {
+        long bytes = 0;
+        final int maxFrame = src.maxFrame;
+        final long now = learning ? macTable.now() : 0;
+        int invalid = 0;
+        for (int i = 0; i < n; i++) {
+            int length = b.frameLength(i);
+            if (length < 14) {
+                src.counters.dropInvalid.incrementRelease();   // refused as invalid: counted apart, never as rx
+                invalid++;
+                continue;
+            }
+            bytes += length;
+            if (length > maxFrame) {
+                src.counters.dropOverMtu.incrementRelease();
+                continue;
+            }
+            // which VLAN the frame belongs to, and whether its bytes carry the tag
+            int vlan = 0;
+            boolean tagged = false;
+            if (src.trunk != null) {
+                vlan = length >= 18 && b.u16(i, 12) == ETH_P_8021Q ? b.u16(i, 14) & 0xFFF : -1;
+                tagged = true;
+                if (vlan <= 0 || !src.carries(vlan)) {
+                    src.counters.dropVlan.incrementRelease();   // untagged, or a VLAN the trunk does not carry
+                    continue;
+                }
+            } else if (src.accessVlan > 0) {
+                if (b.u16(i, 12) == ETH_P_8021Q) {
+                    src.counters.dropVlan.incrementRelease();   // access ports take untagged frames only
+                    continue;
+                }
+                vlan = src.accessVlan;
+            }
+            if (!learning) {
+                if (src.peer == null) {
+                    src.pendingPortDown++;   // a cross-connect port without a link (yet): counted, not lost
+                    continue;
+                }
+                deliver(src, src.peer, b, i, length, vlan, tagged);
+                continue;
+            }
+            long vlanKey = (long) vlan << 48;
+            long dstMac = b.mac(i, 0);
+            long srcMac = b.mac(i, 6);
+            // the table refreshes an entry at most once a second anyway: skip it for the same source within that
+            if ((srcMac & 0x0100_0000_0000L) == 0 && ((srcMac | vlanKey) != src.lastSourceMac || now - src.lastSourceLearnedAt > 500)) {
+                int learned = macTable.learn(srcMac | vlanKey, src.index, now);
+                if (learned == MacTable.LEARNED_NEW) {
+                    src.counters.macsLearned.incrementRelease();
+                } else if (learned == MacTable.LEARNED_MOVE) {
+                    src.counters.macMoves.incrementRelease();
+                }
+                src.lastSourceMac = learned == MacTable.LEARNED_LIMITED ? -1 : srcMac | vlanKey;
+                src.lastSourceLearnedAt = now;
+            }
+            int out;
+            if ((dstMac & 0x0100_0000_0000L) != 0) {
+                out = MacTable.MISS;
+            } else if ((dstMac | vlanKey) == src.lastDestinationMac && now == src.lastDestinationAt) {
+                out = src.lastDestinationPort;   // same destination within the same millisecond
+            } else {
+                out = macTable.lookup(dstMac | vlanKey, now);
+                src.lastDestinationMac = dstMac | vlanKey;
+                src.lastDestinationPort = out;
+                src.lastDestinationAt = now;
+            }
+            if (out == MacTable.MISS) {
+                flood(src, b, i, length, vlan, tagged);
+            } else if (out != src.index) {
+                deliver(src, allPorts[out], b, i, length, vlan, tagged);
+            } else {
+                src.pendingHairpin++;   // its destination lives behind the port it came from: not sent back, counted
+            }
+        }
+        src.counters.rxPackets.getAndAddRelease(n - invalid);
+        src.counters.rxBytes.getAndAddRelease(bytes);
+    }
+
+    private void flood(SwitchPort src, PacketBatch b, int frame, int length, int vlan, boolean tagged) {
+        final SwitchPort[] local = ports;
+        for (SwitchPort dst : local) {
+            if (dst != src) {
+                deliver(src, dst, b, frame, length, vlan, tagged);
+            }
+        }
+        if (handoff != null) {
+            for (int w = 0; w < handoff.workers(); w++) {
+                if (handoff.connectedTo(w)) {
+                    handoff.stage(w, allPorts, src, HandoffHeader.FLOOD, b, frame, length, vlan, tagged);
+                }
+            }
+        }
+    }
+
+    private void deliver(SwitchPort src, SwitchPort dst, PacketBatch b, int frame, int length, int vlan, boolean tagged) {
+        if (dst == null || !dst.carries(vlan)) {
+            return;
+        }
+        if (dst.worker != workerId) {
+            handoff.stage(dst.worker, allPorts, src, dst.index, b, frame, length, vlan, tagged);
+            return;
+        }
+        deliverLocal(dst, b, frame, null, 0, length, vlan, tagged);
+    }
+
+    /** A frame another worker handed over: to port {@code dst}, or to every port of this worker when it floods. */
+    void deliverHandedOver(MemorySegment memory, long offset, int length, int dst, int vlan, boolean tagged) {
+        if (dst >= 0) {
+            deliverBuffer(allPorts[dst], memory, offset, length, vlan, tagged);
+        } else {
+            for (SwitchPort port : ports) {
+                deliverBuffer(port, memory, offset, length, vlan, tagged);
+            }
+        }
+    }
+
+    private void deliverBuffer(SwitchPort dst, MemorySegment memory, long offset, int length, int vlan, boolean tagged) {
+        if (dst.carries(vlan)) {
+            deliverLocal(dst, null, 0, memory, offset, length, vlan, tagged);
+        }
+    }
+
+    /**
+     * Copies a frame into a local port's guest: frame {@code frame} of {@code b}, or when {@code b} is null
+     * the {@code length} bytes at {@code flatOffset} of {@code flat} (a buffer from another worker). A tag is
+     * inserted toward a trunk and stripped toward an access port on the way, without an extra copy.
+     */
+    private void deliverLocal(SwitchPort dst, PacketBatch b, int frame, MemorySegment flat, long flatOffset,
+                              int length, int vlan, boolean tagged) {
+        if (dst.uplink != null) {
+            deliverUplink(dst, b, frame, flat, flatOffset, length, vlan, tagged);
+            return;
+        }
+        if (!dst.seenRunning || !dst.device.isRunning()) {
+            dst.pendingPortDown++;
+            return;
+        }
+        VirtQueue rx = dst.device.rxQueue();
+        boolean insert = dst.trunk != null && !tagged;
+        boolean strip = dst.trunk == null && tagged;
+        boolean delivered;
+        int outLength = length;
+        if (!insert && !strip) {
+            delivered = b != null ? rx.enqueue(b, frame) : rx.enqueue(flat, flatOffset, length);
+        } else {
+            int skip = strip ? TAG_SIZE : 0;
+            int n = piecesOf(b, frame, flat, flatOffset, 0, 12, 0);
+            if (insert) {
+                n += tagPiece(vlan, n);
+            }
+            n += piecesOf(b, frame, flat, flatOffset, 12 + skip, length - 12 - skip, n);
+            outLength = insert ? length + TAG_SIZE : length - TAG_SIZE;
+            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, n, outLength);
+        }
+        if (delivered) {
+            dst.pendingTxPackets++;
+            dst.pendingTxBytes += outLength;
+        } else {
+            dst.pendingRxRingFull++;
+        }
+    }
+
+    /** Like {@link #deliverLocal} toward an uplink, which copies the frame into its own burst (drops it counts itself). */
+    private void deliverUplink(SwitchPort dst, PacketBatch b, int frame, MemorySegment flat, long flatOffset,
+                               int length, int vlan, boolean tagged) {
+        boolean insert = dst.trunk != null && !tagged;
+        boolean strip = dst.trunk == null && tagged;
+        int skip = strip ? TAG_SIZE : 0;
+        int n = piecesOf(b, frame, flat, flatOffset, 0, 12, 0);
+        if (insert) {
+            n += tagPiece(vlan, n);
+        }
+        n += piecesOf(b, frame, flat, flatOffset, 12 + skip, length - 12 - skip, n);
+        int outLength = insert ? length + TAG_SIZE : strip ? length - TAG_SIZE : length;
+        if (dst.uplink.transmit(spliceSegments, spliceOffsets, spliceLengths, n, outLength)) {
+            dst.pendingTxPackets++;
+            dst.pendingTxBytes += outLength;
+        }
+    }
+
+    /** Puts the pieces holding bytes {@code [from, from+length)} of the frame at index {@code at} of the splice arrays. */
+    private int piecesOf(PacketBatch b, int frame, MemorySegment flat, long flatOffset, int from, int length, int at) {
+        if (b != null) {
+            return b.slice(frame, from, length, spliceSegments, spliceOffsets, spliceLengths, at);
+        }
+        spliceSegments[at] = flat;
+        spliceOffsets[at] = flatOffset + from;
+        spliceLengths[at] = length;
+        return 1;
+    }
+
+    /** Puts an 802.1Q tag for {@code vlan} at index {@code at} of the splice arrays; returns 1. */
+    private int tagPiece(int vlan, int at) {
+        tag.set(ValueLayout.JAVA_BYTE, 0, (byte) (ETH_P_8021Q >>> 8));
+        tag.set(ValueLayout.JAVA_BYTE, 1, (byte) ETH_P_8021Q);
+        tag.set(ValueLayout.JAVA_BYTE, 2, (byte) (vlan >>> 8));
+        tag.set(ValueLayout.JAVA_BYTE, 3, (byte) vlan);
+        spliceSegments[at] = tag;
+        spliceOffsets[at] = 0;
+        spliceLengths[at] = TAG_SIZE;
+        return 1;
+    }
+}
