@@ -270,7 +270,7 @@ for t in tables:
     for p, row in t["rows"].items():
         ports.setdefault(p, {}).update(row)
 s = lambda c: sum(r.get(c, 0) for r in ports.values())
-fwd = sum(s(c) for c in ("drop_rx_ring_full", "drop_no_buffers", "drop_port_down", "drop_over_mtu", "drop_vlan", "drop_hairpin"))
+fwd = sum(s(c) for c in ("drop_rx_ring_full", "drop_rx_buffer_too_small", "drop_queue_fault", "drop_no_buffers", "drop_port_down", "drop_over_mtu", "drop_vlan", "drop_hairpin"))
 ok = True
 print(f"soak: accounting: sum rx_packets {s('rx_packets')} = sum tx_packets {s('tx_packets')} + forwarding drops {fwd}"
       f" ({s('tx_packets') + fwd}): {'exact' if s('rx_packets') == s('tx_packets') + fwd else 'DOES NOT CLOSE'}")

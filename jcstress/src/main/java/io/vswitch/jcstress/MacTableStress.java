@@ -95,4 +95,37 @@ public final class MacTableStress {
             r.r2 = table.learnedOn(0);
         }
     }
+
+    /**
+     * Port 0's link goes down (its worker flushes it) while another worker moves the MAC to port 1: the MAC
+     * ends on port 1 and is counted there, or it is gone and nobody is charged for it.
+     */
+    @JCStressTest
+    @Outcome(id = {"1, 0, 1"}, expect = Expect.ACCEPTABLE, desc = "the move won or came after the flush: on port 1, counted there")
+    @Outcome(expect = Expect.FORBIDDEN, desc = "the flush erased port 1's entry (count one high), or a port charged for nothing")
+    @State
+    public static class FlushDuringMove {
+        final MacTable table = new MacTable(64, 300_000, new int[] {16, 16});
+
+        {
+            table.learn(MAC, 0, table.now());
+        }
+
+        @Actor
+        public void portDown() {
+            table.flush(0);
+        }
+
+        @Actor
+        public void move() {
+            table.learn(MAC, 1, table.now());
+        }
+
+        @Arbiter
+        public void check(III_Result r) {
+            r.r1 = table.lookup(MAC, table.now());
+            r.r2 = table.learnedOn(0);
+            r.r3 = table.learnedOn(1);
+        }
+    }
 }

@@ -198,6 +198,10 @@ final class Forwarding {
         if (delivered) {
             dst.pendingTxPackets++;
             dst.pendingTxBytes += outLength;
+        } else if (rx.isBroken()) {
+            dst.pendingQueueFault++;   // the guest's receive queue is faulted until the frontend sets it up again
+        } else if (rx.refusal == VirtQueue.REFUSED_TOO_SMALL) {
+            dst.pendingRxTooSmall++;   // the guest posted buffers too small for the frame (no MRG_RXBUF)
         } else {
             dst.pendingRxRingFull++;
         }

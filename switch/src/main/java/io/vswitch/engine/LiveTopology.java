@@ -825,7 +825,7 @@ public final class LiveTopology {
         runOn(owner, port::publishCounts);
         PortCounters c = port.counters;
         String totals = "rx " + c.rxPackets.get() + ", tx " + c.txPackets.get() + ", dropped " + (c.dropRxRingFull.get()
-                + c.dropNoBuffers.get() + c.dropPortDown.get() + c.dropInvalid.get() + c.dropOverMtu.get() + c.dropVlan.get());
+                + c.dropRxBufferTooSmall.get() + c.dropQueueFault.get() + c.dropNoBuffers.get() + c.dropPortDown.get() + c.dropInvalid.get() + c.dropOverMtu.get() + c.dropVlan.get());
         synchronized (sw.countersLock) {
             port.counters.close();
         }

@@ -170,11 +170,13 @@ public final class MacTable {
     }
 
     /** Forgets every MAC learned on {@code port} (its link went down). */
-    void flush(int port) {
+    public void flush(int port) {
         for (int i = 0; i < keys.length; i++) {
             long value = (long) SLOTS.getAcquire(values, i);
-            if ((int) (value >>> 48) - 1 == port) {
-                SLOTS.setRelease(values, i, FLUSHED);
+            // a CAS, not a store: another worker may move the entry to its port meanwhile (and count it
+            // there); a plain store would then erase that port's entry and leave its count one high
+            while ((int) (value >>> 48) - 1 == port && !SLOTS.compareAndSet(values, i, value, FLUSHED)) {
+                value = (long) SLOTS.getAcquire(values, i);
             }
         }
         portCount.set(port, 0);

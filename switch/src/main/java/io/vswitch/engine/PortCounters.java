@@ -13,6 +13,10 @@ public final class PortCounters implements AutoCloseable {
     public final AtomicCounter txPackets;
     final AtomicCounter txBytes;
     public final AtomicCounter dropRxRingFull;
+    /** Frames the guest's receive buffers were too small for (a guest without MRG_RXBUF posting short buffers). */
+    public final AtomicCounter dropRxBufferTooSmall;
+    /** Frames for a port whose receive queue is faulted (until its frontend sets the queue up again). */
+    public final AtomicCounter dropQueueFault;
     public final AtomicCounter dropNoBuffers;
     public final AtomicCounter dropPortDown;
     public final AtomicCounter dropInvalid;
@@ -20,6 +24,10 @@ public final class PortCounters implements AutoCloseable {
     final AtomicCounter dropVlan;
     /** Frames addressed to a MAC learned on the port they came from (a learning bridge never sends a frame back). */
     final AtomicCounter dropHairpin;
+    // the reasons behind drop_invalid for the guest's transmit queue, mirrored from it by housekeeping
+    final AtomicCounter invalidTooShort;
+    final AtomicCounter invalidTooLarge;
+    final AtomicCounter invalidTooManyPieces;
     final AtomicCounter notifications;
     final AtomicCounter kicks;
     final AtomicCounter queueFaults;
@@ -37,12 +45,17 @@ public final class PortCounters implements AutoCloseable {
         txPackets = file.newCounter("port", port, "tx_packets");
         txBytes = file.newCounter("port", port, "tx_bytes");
         dropRxRingFull = file.newCounter("port", port, "drop_rx_ring_full");
+        dropRxBufferTooSmall = file.newCounter("port", port, "drop_rx_buffer_too_small");
+        dropQueueFault = file.newCounter("port", port, "drop_queue_fault");
         dropNoBuffers = file.newCounter("port", port, "drop_no_buffers");
         dropPortDown = file.newCounter("port", port, "drop_port_down");
         dropInvalid = file.newCounter("port", port, "drop_invalid");
         dropOverMtu = file.newCounter("port", port, "drop_over_mtu");
         dropVlan = file.newCounter("port", port, "drop_vlan");
         dropHairpin = file.newCounter("port", port, "drop_hairpin");
+        invalidTooShort = file.newCounter("port", port, "invalid_too_short");
+        invalidTooLarge = file.newCounter("port", port, "invalid_too_large");
+        invalidTooManyPieces = file.newCounter("port", port, "invalid_too_many_pieces");
         notifications = file.newCounter("port", port, "notifications");
         kicks = file.newCounter("port", port, "kicks");
         queueFaults = file.newCounter("port", port, "queue_faults");
@@ -57,7 +70,7 @@ public final class PortCounters implements AutoCloseable {
     @Override
     public void close() {
         for (AtomicCounter c : new AtomicCounter[] {rxPackets, rxBytes, txPackets, txBytes, dropRxRingFull,
-                dropNoBuffers, dropPortDown, dropInvalid, dropOverMtu, dropVlan, dropHairpin, notifications, kicks, queueFaults,
+                dropRxBufferTooSmall, dropQueueFault, invalidTooShort, invalidTooLarge, invalidTooManyPieces, dropNoBuffers, dropPortDown, dropInvalid, dropOverMtu, dropVlan, dropHairpin, notifications, kicks, queueFaults,
                 connections, protocolErrors, macsLearned, macMoves, linkUp, macs}) {
             c.close();
         }

@@ -448,6 +448,9 @@ public final class Switch implements AutoCloseable {
                 VirtQueue rx = port.device.rxQueue();
                 VirtQueue tx = port.device.txQueue();
                 set(port.counters.notifications, rx.callsSent + tx.callsSent);
+                set(port.counters.invalidTooShort, tx.framesTooShort);
+                set(port.counters.invalidTooLarge, tx.framesTooLarge);
+                set(port.counters.invalidTooManyPieces, tx.framesTooManyPieces);
                 set(port.counters.connections, port.vhost.counters().connections);
                 set(port.counters.protocolErrors, port.vhost.counters().protocolErrors + port.vhost.counters().refusedMessages);
                 if (macTable != null) {

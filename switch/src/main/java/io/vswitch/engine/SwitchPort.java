@@ -41,6 +41,8 @@ public final class SwitchPort {
     long pendingTxPackets;
     long pendingTxBytes;
     long pendingRxRingFull;
+    long pendingRxTooSmall;
+    long pendingQueueFault;
     long pendingPortDown;
     long pendingHairpin;
 
@@ -55,6 +57,14 @@ public final class SwitchPort {
         if (pendingRxRingFull != 0) {
             counters.dropRxRingFull.getAndAddRelease(pendingRxRingFull);
             pendingRxRingFull = 0;
+        }
+        if (pendingRxTooSmall != 0) {
+            counters.dropRxBufferTooSmall.getAndAddRelease(pendingRxTooSmall);
+            pendingRxTooSmall = 0;
+        }
+        if (pendingQueueFault != 0) {
+            counters.dropQueueFault.getAndAddRelease(pendingQueueFault);
+            pendingQueueFault = 0;
         }
         if (pendingPortDown != 0) {
             counters.dropPortDown.getAndAddRelease(pendingPortDown);

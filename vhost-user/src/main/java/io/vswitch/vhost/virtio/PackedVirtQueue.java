@@ -537,6 +537,7 @@ final class PackedVirtQueue {
                 int flags = PackedDescriptor.flagsAcquire(ring, (long) availPos * PackedDescriptor.SIZE);
                 if (!PackedDescriptor.isAvailable(flags, availWrap)) {
                     owner.rxNoRoom++;
+                    owner.refusal = VirtQueue.REFUSED_NO_ROOM;
                     return rollback(startPos, startWrap, startStaged, startSlots);
                 }
                 beginChain(availPos, availWrap);
@@ -617,6 +618,7 @@ final class PackedVirtQueue {
                 buffers++;
                 if (remaining > 0 && !mergeable) {
                     owner.rxBufferTooSmall++;
+                owner.refusal = VirtQueue.REFUSED_TOO_SMALL;
                     return rollback(startPos, startWrap, startStaged, startSlots);
                 }
             }
@@ -624,6 +626,7 @@ final class PackedVirtQueue {
                 numBuffersSegment.set(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, numBuffersOffset, (short) buffers);
             } else {
                 owner.rxBufferTooSmall++;
+                owner.refusal = VirtQueue.REFUSED_TOO_SMALL;
                 return rollback(startPos, startWrap, startStaged, startSlots);
             }
             return true;

@@ -68,19 +68,8 @@ public final class VirtQueue {
     private volatile QueueFault fault = QueueFault.NONE;
     private volatile String faultDetail = "";
 
-    // chain cursor (see beginChain / nextDescriptor)
-    private MemorySegment tableSegment;
-    private long tableBase;
-    private int tableSize;
-    private boolean inIndirect;
-    private int cursor;
-    private int visited;
-    private boolean chainDone;
-    private MemorySegment descSegment;
-    private long descOffset;
-    private long descAddr;
-    private long descLength;
-    private boolean descWrite;
+    // the chain being read (see beginChain / nextDescriptor)
+    private final DescriptorChain chain = new DescriptorChain();
 
     // counters: written by the owning worker only, read by anyone (64-bit writes are atomic)
     public long callsSent;
@@ -90,6 +79,10 @@ public final class VirtQueue {
     public long rxNoRoom;
     public long rxBufferTooSmall;
     public long faults;
+    /** Why the last {@link #enqueue} of a healthy queue returned false: {@link #REFUSED_NO_ROOM} or {@link #REFUSED_TOO_SMALL}. */
+    public int refusal;
+    public static final int REFUSED_NO_ROOM = 1;
+    public static final int REFUSED_TOO_SMALL = 2;
 
     // flat-source cursor for enqueue of a single buffer
     private final MemorySegment[] flatSegment = new MemorySegment[1];
@@ -340,79 +333,18 @@ public final class VirtQueue {
         if (head >= size) {
             return fail(QueueFault.HEAD_OUT_OF_RANGE, "head " + head + " >= queue size " + size);
         }
-        tableSegment = desc;
-        tableBase = 0;
-        tableSize = size;
-        inIndirect = false;
-        cursor = head;
-        visited = 0;
-        chainDone = false;
+        chain.begin(desc, size, head);
         return true;
     }
 
-    /** Advances to the next non-empty descriptor: 1 when there is one, 0 at the chain's end, -1 on a fault. */
+    /** Advances the chain to its next non-empty buffer: 1 when there is one, 0 at its end, -1 on a fault (recorded). */
     private int nextDescriptor() {
-        final GuestMemory memory = this.memory;   // one memory for the whole descriptor (see replaceMemory)
-        while (!chainDone) {
-            if (++visited > tableSize) {
-                fail(QueueFault.CHAIN_LOOP, "chain visits more than " + tableSize + " descriptors");
-                return -1;
-            }
-            long at = tableBase + (long) cursor * DESC_SIZE;
-            final MemorySegment table = tableSegment;
-            long addr = table.get(U64, at + DESC_ADDR);
-            // len, flags and next in one 8-byte load (little-endian: len low, then flags, then next)
-            long word = table.get(U64, at + DESC_LEN);
-            long length = word & 0xFFFF_FFFFL;
-            int flags = (int) (word >>> 32) & 0xFFFF;
-            int next = (int) (word >>> 48);
-            if ((flags & DESC_F_INDIRECT) != 0) {
-                if (inIndirect) {
-                    fail(QueueFault.NESTED_INDIRECT, "indirect descriptor " + cursor + " inside an indirect table");
-                    return -1;
-                }
-                if ((flags & DESC_F_NEXT) != 0 || length == 0 || length % DESC_SIZE != 0 || length / DESC_SIZE > size) {
-                    fail(QueueFault.BAD_INDIRECT, "indirect table of " + length + " bytes, flags 0x" + Integer.toHexString(flags));
-                    return -1;
-                }
-                int region = memory.findGuest(addr, length);
-                if (region < 0) {
-                    fail(QueueFault.ADDRESS_OUT_OF_MEMORY, String.format("indirect table at 0x%x (+%d)", addr, length));
-                    return -1;
-                }
-                tableSegment = memory.segment(region);
-                tableBase = memory.guestOffset(region, addr);
-                tableSize = (int) (length / DESC_SIZE);
-                inIndirect = true;
-                cursor = 0;
-                visited = 0;
-                continue;
-            }
-            if ((flags & DESC_F_NEXT) != 0) {
-                if (next >= tableSize) {
-                    fail(QueueFault.NEXT_OUT_OF_RANGE, "next " + next + " >= table size " + tableSize);
-                    return -1;
-                }
-                cursor = next;
-            } else {
-                chainDone = true;
-            }
-            if (length == 0) {
-                continue;
-            }
-            int region = memory.findGuest(addr, length);
-            if (region < 0) {
-                fail(QueueFault.ADDRESS_OUT_OF_MEMORY, String.format("buffer at 0x%x (+%d)", addr, length));
-                return -1;
-            }
-            descSegment = memory.segment(region);
-            descOffset = memory.guestOffset(region, addr);
-            descAddr = addr;
-            descLength = length;
-            descWrite = (flags & DESC_F_WRITE) != 0;
-            return 1;
+        // one memory for the whole descriptor (see replaceMemory)
+        int r = chain.next(memory);
+        if (r < 0) {
+            fail(chain.fault(), chain.faultDetail());
         }
-        return 0;
+        return r;
     }
 
     // ---------------------------------------------------------------- guest TX: dequeue
@@ -473,15 +405,15 @@ public final class VirtQueue {
         boolean drop = false;
         int r;
         while ((r = nextDescriptor()) > 0) {
-            if (descWrite) {
+            if (chain.writable()) {
                 return fail(QueueFault.WRONG_DIRECTION, "device-writable descriptor in a TX chain (head " + head + ")");
             }
             long start = 0;
             if (total < VirtioNetHeader.SIZE) {
-                start = Math.min(descLength, VirtioNetHeader.SIZE - total);
+                start = Math.min(chain.length(), VirtioNetHeader.SIZE - total);
             }
-            total += descLength;
-            if (drop || start == descLength) {
+            total += chain.length();
+            if (drop || start == chain.length()) {
                 continue;
             }
             if (total > MAX_FRAME + VirtioNetHeader.SIZE) {
@@ -495,9 +427,9 @@ public final class VirtQueue {
                 continue;
             }
             int p = first + pieces++;
-            batch.pieceSegment[p] = descSegment;
-            batch.pieceOffset[p] = descOffset + start;
-            batch.pieceLength[p] = (int) (descLength - start);
+            batch.pieceSegment[p] = chain.segment();
+            batch.pieceOffset[p] = chain.offset() + start;
+            batch.pieceLength[p] = (int) (chain.length() - start);
         }
         if (r < 0) {
             return false;
@@ -637,6 +569,7 @@ public final class VirtQueue {
                     }
                     if (pending == 0) {
                         rxNoRoom++;
+                        refusal = REFUSED_NO_ROOM;
                         return rollback(startAvail, startUsed);
                     }
                 }
@@ -651,17 +584,18 @@ public final class VirtQueue {
                     if (r < 0) {
                         return rollback(startAvail, startUsed);
                     }
-                    if (!descWrite) {
+                    if (!chain.writable()) {
                         fail(QueueFault.WRONG_DIRECTION, "device-readable descriptor in an RX chain (head " + head + ")");
                         return rollback(startAvail, startUsed);
                     }
-                    long dstOffset = descOffset;
-                    long room = descLength;
+                    final MemorySegment dst = chain.segment();
+                    long dstOffset = chain.offset();
+                    long room = chain.length();
                     final long writtenBefore = written;
                     if (piece < 0 && srcOffset == 0 && room >= VirtioNetHeader.SIZE) {
                         // the usual case: the header fits the first buffer, so write it (all zero but
                         // num_buffers, patched below) with two stores instead of copying it
-                        final MemorySegment d = descSegment;
+                        final MemorySegment d = dst;
                         d.set(U64, dstOffset, 0L);
                         d.set(U32, dstOffset + 8, 0);
                         numBuffersSegment = d;
@@ -684,10 +618,10 @@ public final class VirtQueue {
                         long chunk = Math.min(room, srcLeft);
                         if (piece < 0 && numBuffersSegment == null && srcOffset <= VirtioNetHeader.NUM_BUFFERS
                                 && srcOffset + chunk >= VirtioNetHeader.NUM_BUFFERS + 2) {
-                            numBuffersSegment = descSegment;
+                            numBuffersSegment = dst;
                             numBuffersOffset = dstOffset + VirtioNetHeader.NUM_BUFFERS - srcOffset;
                         }
-                        MemorySegment.copy(srcSegment, srcOffset, descSegment, dstOffset, chunk);
+                        MemorySegment.copy(srcSegment, srcOffset, dst, dstOffset, chunk);
                         srcOffset += chunk;
                         srcLeft -= chunk;
                         dstOffset += chunk;
@@ -696,7 +630,7 @@ public final class VirtQueue {
                         written += chunk;
                     }
                     if (log != null) {
-                        log.markGuest(descAddr, written - writtenBefore);
+                        log.markGuest(chain.addr(), written - writtenBefore);
                     }
                 }
                 long at = USED_RING + (long) USED_ELEM_SIZE * (usedIdx & m);
@@ -707,7 +641,9 @@ public final class VirtQueue {
                 usedIdx = (usedIdx + 1) & 0xFFFF;
                 buffers++;
                 if (remaining > 0 && !mergeable) {
-                    rxBufferTooSmall++;
+                    refusal = REFUSED_TOO_SMALL;
+                rxBufferTooSmall++;
+                    refusal = REFUSED_TOO_SMALL;
                     return rollback(startAvail, startUsed);
                 }
             }
