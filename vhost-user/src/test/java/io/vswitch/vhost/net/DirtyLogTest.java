@@ -192,6 +192,8 @@ class DirtyLogTest {
         logFd = -1;
         fx.disconnectAndAssertReleased(fe);
         fe = null;
+        // the device forgets its memory table just before it unmaps the log: wait for the log too
+        PortFixture.await(() -> PortFixture.mappings("vswitch-test-log") == 1, "the switch unmapped the log on disconnect");
         assertEquals(1, PortFixture.mappings("vswitch-test-log"), "the switch unmapped the log on disconnect");
     }
 }
