@@ -174,12 +174,17 @@ public final class MacTable {
         for (int i = 0; i < keys.length; i++) {
             long value = (long) SLOTS.getAcquire(values, i);
             // a CAS, not a store: another worker may move the entry to its port meanwhile (and count it
-            // there); a plain store would then erase that port's entry and leave its count one high
-            while ((int) (value >>> 48) - 1 == port && !SLOTS.compareAndSet(values, i, value, FLUSHED)) {
+            // there); a plain store would then erase that port's entry and leave its count one high. And a
+            // decrement per entry flushed, not a reset to 0: a move uncharges this port after its CAS, so a
+            // reset could run between the two and the port would end at -1 (jcstress FlushDuringMove)
+            while ((int) (value >>> 48) - 1 == port) {
+                if (SLOTS.compareAndSet(values, i, value, FLUSHED)) {
+                    portCount.decrementAndGet(port);
+                    break;
+                }
                 value = (long) SLOTS.getAcquire(values, i);
             }
         }
-        portCount.set(port, 0);
     }
 
     /** Sets how many MACs {@code port} may hold (a port added, or its mac-limit changed live). */
