@@ -114,6 +114,15 @@ SWITCH_PID=$!
 wait_for "[[ -S $RUN/lb0.sock && -S $RUN/hostile.sock ]]" 60 "the switch's sockets"
 
 stats() { "$JAVA_HOME/bin/java" @"$ROOT/jvm.options" -Xms16m -XX:TieredStopAtLevel=1 -jar "$JAR" stats --counters "$RUN/counters"; }
+# links_down REGEX: every port whose name matches has link_up 0 (found by its header in stats' first table,
+# so that columns added to the tables never shift what is read)
+links_down() {
+    stats | awk -v re="$1" '
+        !col && /^port / {for (i = 1; i <= NF; i++) if ($i == "link_up") col = i; next}
+        col && NF == 0 {exit}
+        col && $1 ~ re && $col != 0 {bad = 1}
+        END {exit bad || !col}'
+}
 
 # heap_rss HEAP_INFO: the heap's committed sizes and how much of the heap's address range is resident (smaps)
 heap_rss() {
@@ -195,7 +204,7 @@ grep -l 'Attach Listener' /proc/"$SWITCH_PID"/task/*/comm 2>/dev/null | sed 's/^
 # attach listener, threads of the common pool) is in the baseline
 churn_client 2 kill w
 hostile_round || { echo "soak: hostile round failed: $(tail -3 "$WORK/hostile.log")" >&2; exit 1; }
-wait_for "stats | awk '\$1 == \"ch0\" || \$1 == \"hostile\" {if (\$6 != 0) bad = 1} END {exit bad}'" 20 "warm-up frontends gone"
+wait_for "links_down '^(ch0|hostile)\$'" 20 "warm-up frontends gone"
 sleep 1
 sample baseline
 
@@ -240,7 +249,7 @@ echo "quit" >&7
 wait "$LOOP_PID" || true; LOOP_PID=
 exec 7>&-
 rm -f /dev/hugepages/"${PREFIX}l"* 2>/dev/null || true
-wait_for "stats | awk '\$1 ~ /^(lb|ch|hostile|idle)/ {if (\$6 != 0) bad = 1} END {exit bad}'" 30 "every frontend gone"
+wait_for "links_down '^(lb|ch|hostile|idle)'" 30 "every frontend gone"
 sleep 1
 sample end
 stats >"$WORK/stats-end"
