@@ -42,7 +42,10 @@ final class Worker implements Agent {
     /** VLAN of the frame, plus {@link #META_TAGGED} when the bytes carry an 802.1Q tag. */
     static final int META_VLAN = 12;
     static final int META_TAGGED = 1 << 16;
-    static final int META_SIZE = 16;
+    /** Multiqueue: the frame's flow hash ({@link FlowHash}), and the receive pair the sender picked (-1: none yet). */
+    static final int META_HASH = 16;
+    static final int META_PAIR = 20;
+    static final int META_SIZE = 24;
     static final int ETH_P_8021Q = 0x8100;
     static final int TAG_SIZE = 4;
     static final int FLOOD = -1;
@@ -52,6 +55,17 @@ final class Worker implements Agent {
     private final MacTable macTable;
     /** Every port by index (the switch's table; indices are never reused); replaced by a command when a port is added. */
     private SwitchPort[] allPorts;
+    /** The ports of {@link #allPorts} whose queue pairs live on several workers: a flood reaches them pair by pair. */
+    private SwitchPort[] spreadPorts;
+    /** Multiqueue: set when some port has more than one pair; only then is a frame's flow hashed. */
+    private boolean multiQueue;
+    // the flow hash of the frame being forwarded (computed on first use), and of a frame from another worker
+    private int frameHash;
+    private boolean frameHashed;
+    private int flatHash;
+    // what forward() took from the source (for the source pair's counters)
+    private int forwardedFrames;
+    private long forwardedBytes;
     private SwitchPort[] ports;
     private final PacketBatch batch;
     private final ManyToOneConcurrentArrayQueue<Runnable> commands = new ManyToOneConcurrentArrayQueue<>(256);
@@ -116,6 +130,8 @@ final class Worker implements Agent {
         this.learning = learning;
         this.macTable = macTable;
         this.allPorts = allPorts;
+        this.spreadPorts = spreadOf(allPorts);
+        this.multiQueue = anyMultiQueue(allPorts);
         this.ports = new SwitchPort[0];
         this.batch = new PacketBatch(burst);
         this.pool = pool;
@@ -198,11 +214,14 @@ final class Worker implements Agent {
             pending = !commands.isEmpty();
             for (SwitchPort port : ports) {
                 if (port.device != null && port.device.isRunning()) {
-                    VirtQueue tx = port.device.txQueue();
-                    tx.setKicksWanted(true);
-                    pending |= tx.hasAvailable();
-                    // a frontend that gave no kick eventfd ("poll instead") cannot wake us: nap, don't sleep
-                    napOnly |= port.kick == null;
+                    for (int m = port.seenTxMask; m != 0; m &= m - 1) {
+                        int pair = Integer.numberOfTrailingZeros(m);
+                        VirtQueue tx = port.device.txQueue(pair);
+                        tx.setKicksWanted(true);
+                        pending |= tx.hasAvailable();
+                        // a frontend that gave no kick eventfd ("poll instead") cannot wake us: nap, don't sleep
+                        napOnly |= port.kicks[pair] == null;
+                    }
                 }
             }
             for (SpscLongRing ring : inbound) {
@@ -222,10 +241,10 @@ final class Worker implements Agent {
                         wakeup.drain();
                     } else if (data >= 0 && data < ports.length) {
                         SwitchPort port = ports[(int) data];
-                        if (port.kick != null) {
-                            long kicks = port.kick.drain();
+                        for (io.vswitch.notify.EventFd kick : port.kicks) {
+                            long kicks = kick == null ? 0 : kick.drain();
                             if (kicks > 0) {
-                                port.counters.kicks.getAndAddRelease(kicks);
+                                port.add(port.counters.kicks, kicks);
                             }
                         }
                     }
@@ -240,8 +259,13 @@ final class Worker implements Agent {
             epoch.enter();
             try {
                 for (SwitchPort port : ports) {
-                    if (port.kick != null && port.device.isRunning()) {
-                        port.device.txQueue().setKicksWanted(false);
+                    if (port.device != null && port.device.isRunning()) {
+                        for (int m = port.seenTxMask; m != 0; m &= m - 1) {
+                            int pair = Integer.numberOfTrailingZeros(m);
+                            if (port.kicks[pair] != null) {
+                                port.device.txQueue(pair).setKicksWanted(false);
+                            }
+                        }
                     }
                 }
             } finally {
@@ -299,7 +323,27 @@ final class Worker implements Agent {
 
     /** Queues the switch's grown port table (a port was added at runtime); existing indices keep their port. */
     boolean setAllPorts(SwitchPort[] table) {
-        return submit(() -> allPorts = table);
+        SwitchPort[] spread = spreadOf(table);
+        boolean mq = anyMultiQueue(table);
+        return submit(() -> {
+            allPorts = table;
+            spreadPorts = spread;
+            multiQueue = mq;
+        });
+    }
+
+    /** Before the worker starts (the switch wires spread ports after building the table). */
+    void refreshPortTable() {
+        spreadPorts = spreadOf(allPorts);
+        multiQueue = anyMultiQueue(allPorts);
+    }
+
+    private static SwitchPort[] spreadOf(SwitchPort[] table) {
+        return java.util.Arrays.stream(table).filter(p -> p != null && p.spread).toArray(SwitchPort[]::new);
+    }
+
+    private static boolean anyMultiQueue(SwitchPort[] table) {
+        return java.util.Arrays.stream(table).anyMatch(p -> p != null && p.pairs > 1);
     }
 
     /**
@@ -330,8 +374,12 @@ final class Worker implements Agent {
                                 if (next[j].seenRunning && epoll != null && next[j].uplink.fd() >= 0) {
                                     epoll.modify(next[j].uplink.fd(), Epoll.EPOLLIN, j);   // as pollUplink added it
                                 }
-                            } else if (next[j].kick != null) {
-                                epoll.modify(next[j].kick.fd(), Epoll.EPOLLIN | Epoll.EPOLLET, j);
+                            } else {
+                                for (io.vswitch.notify.EventFd kick : next[j].kicks) {
+                                    if (kick != null) {
+                                        epoll.modify(kick.fd(), Epoll.EPOLLIN | Epoll.EPOLLET, j);
+                                    }
+                                }
                             }
                         }
                         j++;
@@ -362,9 +410,11 @@ final class Worker implements Agent {
     public void onClose() {
         running = false;
         for (SwitchPort port : ports) {
-            if (port.kick != null) {
-                port.kick.close();
-                port.kick = null;
+            for (int p = 0; p < port.kicks.length; p++) {
+                if (port.kicks[p] != null) {
+                    port.kicks[p].close();
+                    port.kicks[p] = null;
+                }
             }
         }
         if (epoll != null) {
@@ -444,32 +494,37 @@ final class Worker implements Agent {
                 }
                 linkUp(port);
             }
-            VirtQueue tx = device.txQueue();
-            int n = tx.dequeueBurst(b);
-            if (n > 0) {
-                try {
-                    forward(port, b, n);
-                } catch (RuntimeException e) {
-                    if (b.isReadable()) {
-                        throw e;   // not the guest's memory: a bug of ours, for the error handler
+            // every transmit queue this worker owns and the guest enabled (one, without multiqueue)
+            for (int m = port.seenTxMask; m != 0; m &= m - 1) {
+                int pair = Integer.numberOfTrailingZeros(m);
+                VirtQueue tx = device.txQueue(pair);
+                int n = tx.dequeueBurst(b);
+                if (n > 0) {
+                    try {
+                        forward(port, b, n);
+                        port.countQueueRx(pair, forwardedFrames, forwardedBytes);
+                    } catch (RuntimeException e) {
+                        if (b.isReadable()) {
+                            throw e;   // not the guest's memory: a bug of ours, for the error handler
+                        }
+                        // The burst lives in this guest's memory, which is gone (destination queues handle their
+                        // own memory failures and rethrow only the source's). The fault is this guest's: its
+                        // queue stops, the rest of the burst is not read, the destinations stay healthy.
+                        tx.failMemoryGone(e);
                     }
-                    // The burst lives in this guest's memory, which is gone (destination queues handle their
-                    // own memory failures and rethrow only the source's). The fault is this guest's: its
-                    // queue stops, the rest of the burst is not read, the destinations stay healthy.
-                    tx.failMemoryGone(e);
+                    work += n;
                 }
-                work += n;
+                int invalid = b.droppedCount();
+                if (invalid > 0) {
+                    port.add(port.counters.dropInvalid, invalid);
+                    work += invalid;
+                }
+                tx.completeTx(b);
             }
-            int invalid = b.droppedCount();
-            if (invalid > 0) {
-                port.counters.dropInvalid.getAndAddRelease(invalid);
-                work += invalid;
-            }
-            tx.completeTx(b);
-            if (tx.isBroken() || device.rxQueue().isBroken()) {
+            if (port.queueBroken()) {
                 if (!port.faultReported) {
                     port.faultReported = true;   // once per fault, not once per pass while it lasts
-                    port.counters.queueFaults.incrementRelease();
+                    port.counters.queueFaults.increment();
                     device.raiseQueueFault();   // a control thread logs it and tells the frontend
                 }
             } else {
@@ -490,7 +545,9 @@ final class Worker implements Agent {
                 port.uplink.flush();
                 port.uplink.publishCounts();
             } else if (port.seenRunning) {
-                port.device.rxQueue().flushRx();
+                for (int m = port.seenRxMask; m != 0; m &= m - 1) {
+                    port.device.rxQueue(Integer.numberOfTrailingZeros(m)).flushRx();
+                }
             }
             port.publishCounts();
         }
@@ -516,24 +573,32 @@ final class Worker implements Agent {
     private void linkUp(SwitchPort port) {
         port.seenRunning = true;
         port.seenGeneration = port.device.generation();
+        // the pairs this worker serves in this generation (fixed until the device stops)
+        port.seenRxMask = port.device.rxMask() & port.ownedPairs;
+        port.seenTxMask = port.device.txMask() & port.ownedPairs;
         // we never wait for receive-queue kicks; transmit kicks only in interrupt mode (hybrid asks before sleeping)
-        port.device.rxQueue().setKicksWanted(false);
-        port.device.txQueue().setKicksWanted(mode == NotifyMode.INTERRUPT);
-        if (epoll != null) {
-            EventFd kick = null;
-            try {
-                kick = port.device.duplicateTxKick();
-                if (kick != null) {
-                    epoll.add(kick.fd(), Epoll.EPOLLIN | Epoll.EPOLLET, port.localIndex);
+        for (int m = port.seenRxMask; m != 0; m &= m - 1) {
+            port.device.rxQueue(Integer.numberOfTrailingZeros(m)).setKicksWanted(false);
+        }
+        for (int m = port.seenTxMask; m != 0; m &= m - 1) {
+            int pair = Integer.numberOfTrailingZeros(m);
+            port.device.txQueue(pair).setKicksWanted(mode == NotifyMode.INTERRUPT);
+            if (epoll != null) {
+                EventFd kick = null;
+                try {
+                    kick = port.device.duplicateTxKick(pair);
+                    if (kick != null) {
+                        epoll.add(kick.fd(), Epoll.EPOLLIN | Epoll.EPOLLET, port.localIndex);
+                    }
+                    port.kicks[pair] = kick;
+                } catch (RuntimeException e) {
+                    if (kick != null) {
+                        kick.close();
+                    }
+                    // not ours to stop the device (control threads own that state): raise it. Until a control
+                    // thread has stopped it the port has no kick, so the worker naps rather than sleeps.
+                    port.device.raiseBroken("cannot watch the kick eventfd: " + e.getMessage());
                 }
-                port.kick = kick;
-            } catch (RuntimeException e) {
-                if (kick != null) {
-                    kick.close();
-                }
-                // not ours to stop the device (control threads own that state): raise it. Until a control
-                // thread has stopped it the port has no kick, so the worker naps rather than sleeps.
-                port.device.raiseBroken("cannot watch the kick eventfd: " + e.getMessage());
             }
         }
         port.counters.linkUp.setRelease(1);
@@ -542,10 +607,14 @@ final class Worker implements Agent {
     private void linkDown(SwitchPort port) {
         port.seenRunning = false;
         port.counters.linkUp.setRelease(0);
-        if (port.kick != null) {
-            epoll.remove(port.kick.fd());
-            port.kick.close();
-            port.kick = null;
+        port.seenRxMask = 0;
+        port.seenTxMask = 0;
+        for (int p = 0; p < port.kicks.length; p++) {
+            if (port.kicks[p] != null) {
+                epoll.remove(port.kicks[p].fd());
+                port.kicks[p].close();
+                port.kicks[p] = null;
+            }
         }
         if (macTable != null) {
             macTable.flush(port.index);
@@ -559,14 +628,15 @@ final class Worker implements Agent {
         int invalid = 0;
         for (int i = 0; i < n; i++) {
             int length = b.frameLength(i);
+            frameHashed = false;
             if (length < 14) {
-                src.counters.dropInvalid.incrementRelease();   // refused as invalid: counted apart, never as rx
+                src.counters.dropInvalid.increment();   // refused as invalid: counted apart, never as rx
                 invalid++;
                 continue;
             }
             bytes += length;
             if (length > maxFrame) {
-                src.counters.dropOverMtu.incrementRelease();
+                src.counters.dropOverMtu.increment();
                 continue;
             }
             // which VLAN the frame belongs to, and whether its bytes carry the tag
@@ -576,12 +646,12 @@ final class Worker implements Agent {
                 vlan = length >= 18 && b.u16(i, 12) == ETH_P_8021Q ? b.u16(i, 14) & 0xFFF : -1;
                 tagged = true;
                 if (vlan <= 0 || !src.carries(vlan)) {
-                    src.counters.dropVlan.incrementRelease();   // untagged, or a VLAN the trunk does not carry
+                    src.counters.dropVlan.increment();   // untagged, or a VLAN the trunk does not carry
                     continue;
                 }
             } else if (src.accessVlan > 0) {
                 if (b.u16(i, 12) == ETH_P_8021Q) {
-                    src.counters.dropVlan.incrementRelease();   // access ports take untagged frames only
+                    src.counters.dropVlan.increment();   // access ports take untagged frames only
                     continue;
                 }
                 vlan = src.accessVlan;
@@ -601,9 +671,9 @@ final class Worker implements Agent {
             if ((srcMac & 0x0100_0000_0000L) == 0 && ((srcMac | vlanKey) != src.lastSourceMac || now - src.lastSourceLearnedAt > 500)) {
                 int learned = macTable.learn(srcMac | vlanKey, src.index, now);
                 if (learned == MacTable.LEARNED_NEW) {
-                    src.counters.macsLearned.incrementRelease();
+                    src.counters.macsLearned.increment();
                 } else if (learned == MacTable.LEARNED_MOVE) {
-                    src.counters.macMoves.incrementRelease();
+                    src.counters.macMoves.increment();
                 }
                 src.lastSourceMac = learned == MacTable.LEARNED_LIMITED ? -1 : srcMac | vlanKey;
                 src.lastSourceLearnedAt = now;
@@ -627,20 +697,37 @@ final class Worker implements Agent {
                 src.pendingHairpin++;   // its destination lives behind the port it came from: not sent back, counted
             }
         }
-        src.counters.rxPackets.getAndAddRelease(n - invalid);
-        src.counters.rxBytes.getAndAddRelease(bytes);
+        src.add(src.counters.rxPackets, n - invalid);
+        src.add(src.counters.rxBytes, bytes);
+        forwardedFrames = n - invalid;
+        forwardedBytes = bytes;
+    }
+
+    /** The flow hash of frame {@code frame} of {@code b}, the one being forwarded (computed once, when first needed). */
+    private int hashOf(PacketBatch b, int frame) {
+        if (!frameHashed) {
+            frameHash = FlowHash.of(b, frame, b.frameLength(frame));
+            frameHashed = true;
+        }
+        return frameHash;
     }
 
     private void flood(SwitchPort src, PacketBatch b, int frame, int length, int vlan, boolean tagged) {
         final SwitchPort[] local = ports;
         for (SwitchPort dst : local) {
-            if (dst != src) {
+            if (dst.index != src.index && !dst.spread) {
+                deliver(src, dst, b, frame, length, vlan, tagged);
+            }
+        }
+        // a port whose pairs live on several workers gets the frame on the pair its flow picks, from here
+        for (SwitchPort dst : spreadPorts) {
+            if (dst.index != src.index) {
                 deliver(src, dst, b, frame, length, vlan, tagged);
             }
         }
         for (int w = 0; w < outbound.length; w++) {
             if (outbound[w] != null) {
-                stage(w, src, FLOOD, b, frame, length, vlan, tagged);
+                stage(w, src, FLOOD, -1, b, frame, length, vlan, tagged);
             }
         }
     }
@@ -649,11 +736,22 @@ final class Worker implements Agent {
         if (dst == null || !dst.carries(vlan)) {
             return;
         }
+        int pair = -1;
+        if (dst.spread) {
+            // the pair (and with it the worker) is picked here; its worker checks it is still in use
+            pair = FlowHash.pick(hashOf(b, frame), dst.device.rxMask());
+            if (pair < 0) {
+                dst.counters.dropPortDown.increment();   // not running: no pair takes frames (another worker's port)
+                return;
+            }
+            dst = dst.shardOfPair[pair];
+        }
         if (dst.worker != id) {
-            stage(dst.worker, src, dst.index, b, frame, length, vlan, tagged);
+            stage(dst.worker, src, dst.index, pair, b, frame, length, vlan, tagged);
             return;
         }
-        deliverLocal(dst, b, frame, null, 0, length, vlan, tagged);
+        frameHash = multiQueue ? hashOf(b, frame) : 0;
+        deliverLocal(dst, b, frame, null, 0, length, vlan, tagged, pair);
     }
 
     /**
@@ -662,7 +760,7 @@ final class Worker implements Agent {
      * inserted toward a trunk and stripped toward an access port on the way, without an extra copy.
      */
     private void deliverLocal(SwitchPort dst, PacketBatch b, int frame, MemorySegment flat, long flatOffset,
-                              int length, int vlan, boolean tagged) {
+                              int length, int vlan, boolean tagged, int pair) {
         if (dst.uplink != null) {
             deliverUplink(dst, b, frame, flat, flatOffset, length, vlan, tagged);
             return;
@@ -671,7 +769,20 @@ final class Worker implements Agent {
             dst.pendingPortDown++;
             return;
         }
-        VirtQueue rx = dst.device.rxQueue();
+        VirtQueue rx;
+        if (dst.pairs == 1) {
+            rx = dst.device.rxQueue();
+            pair = 0;
+        } else {
+            if (pair < 0) {   // not picked by the sender: the flow picks among the pairs in use (all this worker's)
+                pair = FlowHash.pick(b != null ? frameHash : flatHash, dst.seenRxMask);
+            }
+            if (pair < 0 || (dst.seenRxMask & (1 << pair)) == 0) {
+                dst.pendingPortDown++;   // the pair picked is no longer in use (the guest changed its queues)
+                return;
+            }
+            rx = dst.device.rxQueue(pair);
+        }
         boolean insert = dst.trunk != null && !tagged;
         boolean strip = dst.trunk == null && tagged;
         boolean delivered;
@@ -691,6 +802,8 @@ final class Worker implements Agent {
         if (delivered) {
             dst.pendingTxPackets++;
             dst.pendingTxBytes += outLength;
+            dst.pendingQueueTxPackets[pair]++;
+            dst.pendingQueueTxBytes[pair] += outLength;
         } else {
             dst.pendingRxRingFull++;
         }
@@ -737,7 +850,8 @@ final class Worker implements Agent {
         return 1;
     }
 
-    private void stage(int worker, SwitchPort src, int dstIndex, PacketBatch b, int frame, int length, int vlan, boolean tagged) {
+    private void stage(int worker, SwitchPort src, int dstIndex, int pair, PacketBatch b, int frame, int length, int vlan,
+                       boolean tagged) {
         SwitchPort dropOn = dstIndex >= 0 ? allPorts[dstIndex] : src;
         if (stagedCount[worker] == staged[worker].length || length + META_SIZE > pool.bufferSize()) {
             dropOn.counters.dropNoBuffers.increment();   // several workers may count on one port: atomic
@@ -754,6 +868,8 @@ final class Worker implements Agent {
         memory.set(ValueLayout.JAVA_INT, at + META_DESTINATION, dstIndex);
         memory.set(ValueLayout.JAVA_INT, at + META_SOURCE, src.index);
         memory.set(ValueLayout.JAVA_INT, at + META_VLAN, vlan | (tagged ? META_TAGGED : 0));
+        memory.set(ValueLayout.JAVA_INT, at + META_HASH, multiQueue ? hashOf(b, frame) : 0);
+        memory.set(ValueLayout.JAVA_INT, at + META_PAIR, pair);
         try {
             b.copyFrame(frame, memory, at + META_SIZE);   // reads the source guest's memory: may fail
         } catch (RuntimeException e) {
@@ -806,11 +922,19 @@ final class Worker implements Agent {
                 int vlanWord = memory.get(ValueLayout.JAVA_INT, at + META_VLAN);
                 int vlan = vlanWord & 0xFFFF;
                 boolean tagged = (vlanWord & META_TAGGED) != 0;
+                flatHash = memory.get(ValueLayout.JAVA_INT, at + META_HASH);
                 if (dst >= 0) {
-                    deliverBuffer(allPorts[dst], memory, at + META_SIZE, length, vlan, tagged);
+                    int pair = memory.get(ValueLayout.JAVA_INT, at + META_PAIR);
+                    SwitchPort target = allPorts[dst];
+                    if (pair >= 0 && target.spread) {
+                        target = target.shardOfPair[pair];   // the sender picked one of this worker's pairs
+                    }
+                    deliverBuffer(target, memory, at + META_SIZE, length, vlan, tagged, pair);
                 } else {
                     for (SwitchPort port : ports) {
-                        deliverBuffer(port, memory, at + META_SIZE, length, vlan, tagged);
+                        if (!port.spread) {   // the sender reached spread ports pair by pair
+                            deliverBuffer(port, memory, at + META_SIZE, length, vlan, tagged, -1);
+                        }
                     }
                 }
             }
@@ -831,9 +955,10 @@ final class Worker implements Agent {
         return peerPools[worker];
     }
 
-    private void deliverBuffer(SwitchPort dst, MemorySegment memory, long offset, int length, int vlan, boolean tagged) {
+    private void deliverBuffer(SwitchPort dst, MemorySegment memory, long offset, int length, int vlan, boolean tagged,
+                               int pair) {
         if (dst.carries(vlan)) {
-            deliverLocal(dst, null, 0, memory, offset, length, vlan, tagged);
+            deliverLocal(dst, null, 0, memory, offset, length, vlan, tagged, pair);
         }
     }
 }
