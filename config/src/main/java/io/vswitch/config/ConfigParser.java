@@ -176,7 +176,7 @@ final class ConfigParser {
      */
     private static Optional<List<Integer>> queueWorkers(YamlValue v, YamlMapping m, int queues, Optional<Integer> worker,
                                                         int workerLimit) {
-        Optional<String> text = v.asList().isPresent() ? Optional.empty() : v.asString();
+        Optional<String> text = v.isList() ? Optional.empty() : v.asString();
         List<Integer> list;
         if (text.isPresent()) {
             if (!text.get().equals("auto")) {

@@ -409,6 +409,7 @@ public final class VirtioNetDevice {
     /** Replaces guest memory (SET_MEM_TABLE). Rings started on the old memory are translated again on the new one. */
     public synchronized void setMemory(GuestMemory newMemory) {
         GuestMemory old = memory;
+        regionRefs.clear();
         swapMemory(newMemory, old::close);
     }
 
@@ -427,6 +428,49 @@ public final class VirtioNetDevice {
     }
 
     /**
+     * Extra references to mapped regions, by guest-physical address: a multiqueue QEMU has one vhost device per
+     * queue pair on the same connection, and each sends ADD_MEM_REG (and later REM_MEM_REG) for every region
+     * of guest memory. The second ADD of an identical region only counts here; a REM drops a reference first.
+     */
+    private final java.util.Map<Long, Integer> regionRefs = new java.util.HashMap<>();
+
+    /**
+     * ADD_MEM_REG of a region identical to one already mapped (address, size, frontend address, offset): takes
+     * one more reference on it instead of mapping it again, and returns it; null when there is no such region.
+     */
+    public synchronized MemoryRegion addReference(long guestPhysAddr, long size, long userAddr, long mmapOffset) {
+        for (int i = 0; i < memory.regionCount(); i++) {
+            MemoryRegion r = memory.region(i);
+            if (r.guestPhysAddr() == guestPhysAddr && r.size() == size && r.userAddr() == userAddr
+                    && r.mmapOffset() == mmapOffset) {
+                regionRefs.merge(guestPhysAddr, 1, Integer::sum);
+                return r;
+            }
+        }
+        return null;
+    }
+
+    /** Drops an extra reference taken by {@link #addReference}; returns the region still mapped, or null when none was taken. */
+    private MemoryRegion dropReference(long guestPhysAddr, long size, long userAddr) {
+        Integer refs = regionRefs.get(guestPhysAddr);
+        if (refs == null) {
+            return null;
+        }
+        for (int i = 0; i < memory.regionCount(); i++) {
+            MemoryRegion r = memory.region(i);
+            if (r.guestPhysAddr() == guestPhysAddr && r.size() == size && r.userAddr() == userAddr) {
+                if (refs == 1) {
+                    regionRefs.remove(guestPhysAddr);
+                } else {
+                    regionRefs.put(guestPhysAddr, refs - 1);
+                }
+                return r;
+            }
+        }
+        return null;
+    }
+
+    /**
      * Removes one region (REM_MEM_REG). When no ring lies in it, the data path keeps running: the queues
      * translate in the smaller memory from their next descriptor, and the region is unmapped by
      * {@link #releaseRetired()} once the worker can no longer be using the old memory (a descriptor the guest
@@ -435,6 +479,10 @@ public final class VirtioNetDevice {
      * stopped until the frontend sets the ring up again.
      */
     public synchronized MemoryRegion removeRegion(long guestPhysAddr, long size, long userAddr) {
+        MemoryRegion stillUsed = dropReference(guestPhysAddr, size, userAddr);
+        if (stillUsed != null) {
+            return stillUsed;   // another queue pair's vhost device of the frontend still holds it
+        }
         MemoryRegion[] removed = new MemoryRegion[1];
         GuestMemory smaller = memory.without(guestPhysAddr, size, userAddr, removed);
         if (holdsARing(removed[0])) {
@@ -723,6 +771,8 @@ public final class VirtioNetDevice {
         }
         memory.close();
         memory = GuestMemory.empty();
+        regionRefs.clear();
+        loggedShape = -1;
         features = 0;
         applyDirtyLog();
         if (dirtyLog != null) {
@@ -805,7 +855,12 @@ public final class VirtioNetDevice {
                 LOG.log(Level.INFO, "port {0}: link up (features 0x{1}, rx {2} / tx {3} entries, {4} memory region(s))", name,
                         Long.toHexString(features), setup[RX_QUEUE].size, setup[TX_QUEUE].size, memory.regionCount());
             } else {
-                LOG.log(Level.INFO, "port {0}: link up (features 0x{1}, {2} of {3} queue pair(s) enabled: rx {4}, tx {5};"
+                // a multiqueue frontend sets pair after pair up on a running device: each message restarts the data
+                // path, and only a change of what is in use is worth a line
+                long shape = ((long) rx << 16) | tx;
+                Level level = shape == loggedShape ? Level.DEBUG : Level.INFO;
+                loggedShape = shape;
+                LOG.log(level, "port {0}: link up (features 0x{1}, {2} of {3} queue pair(s) enabled: rx {4}, tx {5};"
                         + " {6} / {7} entries, {8} memory region(s))", name, Long.toHexString(features),
                         Integer.bitCount(rx & tx), pairs, pairList(rx), pairList(tx), setup[RX_QUEUE].size,
                         setup[TX_QUEUE].size, memory.regionCount());
@@ -813,6 +868,9 @@ public final class VirtioNetDevice {
             notifyListeners();
         }
     }
+
+    /** The pairs in use when link up was last logged (rx << 16 | tx), -1 after a reset. */
+    private long loggedShape = -1;
 
     /** "0,1,3" for the pairs of {@code mask}. */
     public static String pairList(int mask) {

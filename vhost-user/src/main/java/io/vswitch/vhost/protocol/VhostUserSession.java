@@ -379,6 +379,15 @@ public final class VhostUserSession implements AutoCloseable {
         if (f.count() != 1) {
             throw new Refused("ADD_MEM_REG needs one descriptor, got " + f.count());
         }
+        MemoryRegion known = device.addReference(m.u64(MEM_REG_REGION + REGION_GUEST_PHYS),
+                m.u64(MEM_REG_REGION + REGION_MEMORY_SIZE), m.u64(MEM_REG_REGION + REGION_USERSPACE),
+                m.u64(MEM_REG_REGION + REGION_MMAP_OFFSET));
+        if (known != null) {
+            // a multiqueue frontend's other vhost device adds the regions again: counted, not mapped twice
+            // (the descriptor is closed with the message's)
+            LOG.log(Level.DEBUG, "port {0}: memory region {1} added again (one more reference)", port, known);
+            return false;
+        }
         MemoryRegion region;
         try {
             region = MemoryRegion.map(f.take(0), m.u64(MEM_REG_REGION + REGION_GUEST_PHYS),
