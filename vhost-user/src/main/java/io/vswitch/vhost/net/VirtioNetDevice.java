@@ -830,9 +830,7 @@ public final class VirtioNetDevice {
                 }
                 q.setCall(s.call);
                 q.setUsedLogAddress(s.usedLogAddr);
-                if (i < QUEUES) {
-                    broken = false;
-                }
+                broken = false;   // a ring set up again (after a fault, after a refused set-up) starts clean
             }
             if (!s.enabled) {
                 if (i < QUEUES) {

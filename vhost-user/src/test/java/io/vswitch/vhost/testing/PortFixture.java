@@ -28,9 +28,14 @@ public final class PortFixture implements AutoCloseable {
     private final int baselineFds;
 
     public PortFixture(Path dir) throws IOException {
+        this(dir, 1);
+    }
+
+    /** A port whose device serves {@code queuePairs} queue pairs. */
+    public PortFixture(Path dir, int queuePairs) throws IOException {
         warmUp(dir);
         path = dir.resolve("port.sock");
-        port = new VhostUserPort("p0", path, VhostUserPort.Role.SERVER).start();
+        port = new VhostUserPort("p0", path, VhostUserPort.Role.SERVER, queuePairs).start();
         baselineFds = OpenFds.count();
     }
 
