@@ -194,10 +194,18 @@ final class ConfigParser {
             v.error("give either worker (every queue pair on one worker) or workers (a list), not both");
             return Optional.empty();
         }
-        Optional<List<Integer>> given = v.asIntList(0, workerLimit - 1);
-        if (given.isEmpty()) {
+        Optional<List<YamlValue>> items = v.asList();
+        if (items.isEmpty()) {
             return Optional.empty();
         }
+        List<Integer> workers = new ArrayList<>();
+        for (YamlValue item : items.get()) {
+            worker(item, workerLimit).ifPresent(workers::add);   // the same check and message as 'worker'
+        }
+        if (workers.size() != items.get().size()) {
+            return Optional.empty();
+        }
+        Optional<List<Integer>> given = Optional.of(workers);
         if (given.get().isEmpty()) {
             v.error("must name at least one worker");
             return Optional.empty();
