@@ -1,12 +1,18 @@
 package io.vswitch.engine;
 
 import io.vswitch.config.ConfigLoader;
+import io.vswitch.metrics.MetricsEndpoint;
+import io.vswitch.testing.Promtool;
 import io.vswitch.testing.TestPmd;
 import io.vswitch.vhost.protocol.Features;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -135,6 +141,20 @@ class MultiQueueTestPmdTest {
                     }
                 }
                 assertTrue(shown.contains("2 pairs, 2 enabled"), shown);
+                // Prometheus: the pairs' counters with a queue label, the same values, and promtool accepts them
+                try (MetricsEndpoint metrics = MetricsEndpoint.start(java.net.InetAddress.getLoopbackAddress(), 0,
+                        sw.countersPath(), () -> true)) {
+                    HttpResponse<String> scrape = HttpClient.newHttpClient().send(HttpRequest.newBuilder(
+                            URI.create(metrics.url() + "/metrics")).build(), HttpResponse.BodyHandlers.ofString());
+                    String sample = "vswitch_queue_rx_packets_total{port=\"a\",queue=\"1\"} ";
+                    long expected = queue(CountersFile.read(sw.countersPath()), "a", 1, "rx_packets");
+                    assertTrue(scrape.body().contains(sample + expected) || scrape.body().contains(sample + expected + ".0"),
+                            sample + expected + " in:\n" + scrape.body());
+                    if (Promtool.available()) {
+                        Promtool.Result lint = Promtool.checkMetrics(scrape.body());
+                        assertEquals(0, lint.exitCode(), lint.output());
+                    }
+                }
                 // the frontend's set-up was accepted whole: nothing refused, no protocol error
                 assertEquals(0, TestPmdForwardingTest.value(snap, "a", "protocol_errors"), "a: protocol errors");
                 assertEquals(0, TestPmdForwardingTest.value(snap, "b", "protocol_errors"), "b: protocol errors");
