@@ -523,10 +523,13 @@ public final class LiveTopology {
         }
         next = new SwitchConfig(next.settings().withMetrics(now.settings().metrics()), placed, next.links());
         for (PortConfig p : next.ports()) {
-            NotifyMode mode = sw.workers().get(p.worker()).mode();
-            if (p.notifyMode() != mode) {
-                problems.add("port " + p.name() + ": notify " + p.notifyMode().yamlName() + " but worker " + p.worker()
-                        + " runs " + mode.yamlName() + " (a worker's mode is fixed until restart)");
+            for (int w : p.allQueueWorkers()) {   // every worker that would own one of its queue pairs
+                NotifyMode mode = sw.workers().get(w).mode();
+                if (p.notifyMode() != mode) {
+                    problems.add("port " + p.name() + ": notify " + p.notifyMode().yamlName() + " but worker " + w
+                            + " runs " + mode.yamlName() + " (a worker's mode is fixed until restart)");
+                    break;
+                }
             }
             try {
                 checkMtu(p);
@@ -679,6 +682,7 @@ public final class LiveTopology {
     private static boolean onlyLiveKeysDiffer(PortConfig a, PortConfig b) {
         return a.name().equals(b.name()) && a.socket().equals(b.socket()) && a.role() == b.role()
                 && a.notifyMode() == b.notifyMode() && a.worker() == b.worker() && a.queues() == b.queues()
+                && a.queueWorkers().equals(b.queueWorkers())
                 && a.socketMode().equals(b.socketMode()) && a.socketGroup().equals(b.socketGroup());
     }
 
@@ -707,6 +711,9 @@ public final class LiveTopology {
         }
         if (a.queues() != b.queues()) {
             d.add("queues " + a.queues() + " -> " + b.queues());
+        }
+        if (!a.queueWorkers().equals(b.queueWorkers())) {
+            d.add("workers " + a.queueWorkers() + " -> " + b.queueWorkers());
         }
         if (!a.socketMode().equals(b.socketMode()) || !a.socketGroup().equals(b.socketGroup())) {
             d.add("socket ownership");
