@@ -14,6 +14,8 @@
 #           many flows (--txonly-multi-flow); the 2-pair client is virtio-user queues=2 with --rxq=2 --txq=2.
 #           One worker owns both pairs (the machine has 2 cores): this measures what serving two pairs costs
 #           on one core, not scaling
+#   part 6  the same with DPDK's vhost backend (net_vhost queues=2, --rxq=2 --txq=2) vs 1 pair: whether the
+#           2-pair client itself is the limit
 #
 # and prints per run and in summary the aggregate Mpps (median, min-max) and the ratios. Mpps come from the
 # client's own port counters: (sum of RX-packets deltas + sum of TX-packets deltas) / 2 over both ports,
@@ -238,8 +240,8 @@ start_dpdk_vhost() {
     rm -f "$WORK/backend.in"; mkfifo "$WORK/backend.in"
     exec 8<>"$WORK/backend.in"   # stdin that never ends: non-interactive testpmd exits on EOF
     stdbuf -o0 -e0 dpdk-testpmd -l 0,1 --main-lcore 0 --no-pci --file-prefix="${PREFIX}b" "${EAL_MEM[@]}" \
-        --vdev "net_vhost0,iface=$dir/v0.sock" --vdev "net_vhost1,iface=$dir/v1.sock" \
-        -- --nb-cores=1 --forward-mode=io <&8 >"$WORK/backend.log" 2>&1 &
+        --vdev "net_vhost0,iface=$dir/v0.sock,queues=$QUEUES" --vdev "net_vhost1,iface=$dir/v1.sock,queues=$QUEUES" \
+        -- --nb-cores=1 --forward-mode=io --rxq="$QUEUES" --txq="$QUEUES" <&8 >"$WORK/backend.log" 2>&1 &
     BACKEND_PID=$!
     wait_for "[[ -S $dir/v0.sock && -S $dir/v1.sock ]]" 60 "DPDK vhost sockets"
     SOCK0="$dir/v0.sock"; SOCK1="$dir/v1.sock"
@@ -417,6 +419,10 @@ for rep in $(seq "$REPS"); do
         measure "vswitch 2 pairs (io, flows)" vswitch-cross-mq io "$rep" 2 1
         measure "vswitch 1 pair (io, flows)" vswitch-cross-mq io "$rep" 1 1
     fi
+    if [[ ",$PARTS," == *",6,"* ]]; then
+        measure "dpdk vhost 2 pairs (io, flows)" dpdk io "$rep" 2 1
+        measure "dpdk vhost 1 pair (io, flows)" dpdk io "$rep" 1 1
+    fi
 done
 
 SUMMARY="$(python3 - "$RESULTS" "$C2C_FAR_NS" <<'PY'
@@ -451,6 +457,7 @@ for title, keep in (("all runs", lambda r: True),
     ratio("vswitch via vxlan (io)", "vswitch cross-connect (io)", 0.0)
     ratio("vswitch via afpacket (io)", "vswitch cross-connect (io)", 0.0)
     ratio("vswitch 2 pairs (io, flows)", "vswitch 1 pair (io, flows)", 0.0)
+    ratio("dpdk vhost 2 pairs (io, flows)", "dpdk vhost 1 pair (io, flows)", 0.0)
 PY
 )"
 echo
