@@ -51,7 +51,10 @@ public final class CountersCollector implements MultiCollector {
             "protocol_errors", "vhost-user messages refused or malformed.",
             "queue_faults", "Times a queue was stopped because the guest broke the virtio rules.",
             "macs_learned", "MAC addresses learned on the port.",
-            "mac_moves", "MAC addresses that moved to the port from another one.");
+            "mac_moves", "MAC addresses that moved to the port from another one.",
+            "invalid_too_short", "Invalid frames from the guest shorter than an Ethernet header (part of drop_invalid).",
+            "invalid_too_large", "Invalid frames from the guest longer than the largest frame accepted (part of drop_invalid).",
+            "invalid_too_many_pieces", "Invalid frames from the guest in more descriptors than a frame may take (part of drop_invalid).");
     private static final Map<String, String> WORKER_COUNTERS = ordered(
             "busy_loops", "Worker passes that moved frames.",
             "idle_loops", "Worker passes that found nothing to do.",
