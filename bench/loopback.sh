@@ -10,6 +10,12 @@
 #           decapsulated (recvmmsg) once on the worker's core, the kernel's UDP path included
 #   part 4  vswitch through afpacket ports vs vswitch cross-connect (io): p0 <-> afpacket on vsuLB<pid>a, the
 #           veth pair's other end vsuLB<pid>b <-> afpacket <-> p1 (as root; the pair is removed on exit)
+#   part 5  vswitch cross-connect with 2 queue pairs per port vs 1 pair (io), both with the client sending
+#           many flows (--txonly-multi-flow); the 2-pair client is virtio-user queues=2 with --rxq=2 --txq=2.
+#           One worker owns both pairs (the machine has 2 cores): this measures what serving two pairs costs
+#           on one core, not scaling
+#   part 6  the same with DPDK's vhost backend (net_vhost queues=2, --rxq=2 --txq=2) vs 1 pair: whether the
+#           2-pair client itself is the limit
 #
 # and prints per run and in summary the aggregate Mpps (median, min-max) and the ratios. Mpps come from the
 # client's own port counters: (sum of RX-packets deltas + sum of TX-packets deltas) / 2 over both ports,
@@ -52,6 +58,8 @@ DURATION=20
 WARMUP=5
 REPS=3
 PARTS=1,2
+QUEUES=1
+MULTI_FLOW=0
 TX_FIRST=8
 CLIENT_DEVARGS=
 HUGE=1
@@ -182,6 +190,8 @@ start_vswitch() {
             uplinks=$'  - {name: ua, type: vxlan, local: "127.0.0.1:47891", remote: "127.0.0.1:47892", vni: 42}\n'
             uplinks+=$'  - {name: ub, type: vxlan, local: "127.0.0.1:47892", remote: "127.0.0.1:47891", vni: 42}\n'
             mode=cross-connect ;;
+        cross-mq)
+            mode=cross-connect ;;
         afpacket)
             ip link show "${VETH}a" >/dev/null 2>&1 || {
                 ip link add "${VETH}a" type veth peer name "${VETH}b"
@@ -202,8 +212,10 @@ switch:
 ports:
   - name: p0
     socket: $dir/p0.sock
+    queues: $QUEUES
   - name: p1
     socket: $dir/p1.sock
+    queues: $QUEUES
 EOF
     if [[ -n "$uplinks" ]]; then
         printf '%s' "$uplinks" >>"$WORK/vswitch.yaml"
@@ -227,8 +239,8 @@ start_dpdk_vhost() {
     rm -f "$WORK/backend.in"; mkfifo "$WORK/backend.in"
     exec 8<>"$WORK/backend.in"   # stdin that never ends: non-interactive testpmd exits on EOF
     stdbuf -o0 -e0 dpdk-testpmd -l 0,1 --main-lcore 0 --no-pci --file-prefix="${PREFIX}b" "${EAL_MEM[@]}" \
-        --vdev "net_vhost0,iface=$dir/v0.sock" --vdev "net_vhost1,iface=$dir/v1.sock" \
-        -- --nb-cores=1 --forward-mode=io <&8 >"$WORK/backend.log" 2>&1 &
+        --vdev "net_vhost0,iface=$dir/v0.sock,queues=$QUEUES" --vdev "net_vhost1,iface=$dir/v1.sock,queues=$QUEUES" \
+        -- --nb-cores=1 --forward-mode=io --rxq="$QUEUES" --txq="$QUEUES" <&8 >"$WORK/backend.log" 2>&1 &
     BACKEND_PID=$!
     wait_for "[[ -S $dir/v0.sock && -S $dir/v1.sock ]]" 60 "DPDK vhost sockets"
     SOCK0="$dir/v0.sock"; SOCK1="$dir/v1.sock"
@@ -268,6 +280,13 @@ run_client() {
     local v0="net_virtio_user0,path=$SOCK0" v1="net_virtio_user1,path=$SOCK1"
     if [[ -n "$CLIENT_DEVARGS" ]]; then
         v0+=",$CLIENT_DEVARGS"; v1+=",$CLIENT_DEVARGS"
+    fi
+    if [[ "$MULTI_FLOW" == 1 ]]; then
+        app+=(--txonly-multi-flow)
+    fi
+    if [[ "$QUEUES" -gt 1 ]]; then
+        v0+=",queues=$QUEUES"; v1+=",queues=$QUEUES"
+        app+=(--rxq="$QUEUES" --txq="$QUEUES")
     fi
     if [[ "$fwd" == mac ]]; then
         v0+=",mac=02:00:00:00:00:01"; v1+=",mac=02:00:00:00:00:02"
@@ -338,10 +357,13 @@ RUN=0
 measure() {   # measure LABEL BACKEND(vswitch-cross|vswitch-learning|dpdk) FWD(io|mac) REP
     local label="$1" backend="$2" fwd="$3" rep="$4" rx tx agg secs
     BACKEND="$backend"
+    QUEUES="${5:-1}"
+    MULTI_FLOW="${6:-0}"
     C2C_BEFORE=$(c2c)
     C2C_AFTER="?"
     case "$backend" in
         vswitch-cross) start_vswitch cross-connect ;;
+        vswitch-cross-mq) start_vswitch cross-mq ;;
         vswitch-learning) start_vswitch learning ;;
         vswitch-vxlan) start_vswitch vxlan ;;
         vswitch-afpacket) start_vswitch afpacket ;;
@@ -392,6 +414,14 @@ for rep in $(seq "$REPS"); do
         measure "vswitch via afpacket (io)" vswitch-afpacket io "$rep"
         [[ ",$PARTS," == *",3,"* ]] || measure "vswitch cross-connect (io)" vswitch-cross io "$rep"
     fi
+    if [[ ",$PARTS," == *",5,"* ]]; then
+        measure "vswitch 2 pairs (io, flows)" vswitch-cross-mq io "$rep" 2 1
+        measure "vswitch 1 pair (io, flows)" vswitch-cross-mq io "$rep" 1 1
+    fi
+    if [[ ",$PARTS," == *",6,"* ]]; then
+        measure "dpdk vhost 2 pairs (io, flows)" dpdk io "$rep" 2 1
+        measure "dpdk vhost 1 pair (io, flows)" dpdk io "$rep" 1 1
+    fi
 done
 
 SUMMARY="$(python3 - "$RESULTS" "$C2C_FAR_NS" <<'PY'
@@ -425,6 +455,8 @@ for title, keep in (("all runs", lambda r: True),
     ratio("vswitch learning (mac)", "vswitch cross-connect (mac)", 0.95)
     ratio("vswitch via vxlan (io)", "vswitch cross-connect (io)", 0.0)
     ratio("vswitch via afpacket (io)", "vswitch cross-connect (io)", 0.0)
+    ratio("vswitch 2 pairs (io, flows)", "vswitch 1 pair (io, flows)", 0.0)
+    ratio("dpdk vhost 2 pairs (io, flows)", "dpdk vhost 1 pair (io, flows)", 0.0)
 PY
 )"
 echo

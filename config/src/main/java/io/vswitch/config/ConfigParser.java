@@ -21,7 +21,7 @@ final class ConfigParser {
     static final List<String> SWITCH_KEYS = List.of("mode", "notify", "workers", "cpus", "burst",
             "mac-aging-seconds", "hybrid-quiet-polls", "runtime-dir", "metrics");
     static final List<String> PORT_KEYS = List.of("name", "socket", "mode", "notify", "worker", "mac-limit",
-            "vlan", "trunk", "mtu", "queues", "socket-mode", "socket-group", "type", "local", "remote", "vni", "interface");
+            "vlan", "trunk", "mtu", "queues", "workers", "socket-mode", "socket-group", "type", "local", "remote", "vni", "interface");
     static final String[] PORT_TYPES = {"vhost-user", "vxlan", "afpacket"};
     /** Linux interface names: IFNAMSIZ (16) including the NUL, no slash, no white space. */
     private static final Pattern INTERFACE = Pattern.compile("[^/\\s:]{1,15}");
@@ -153,6 +153,7 @@ final class ConfigParser {
         VlanMode vlan = vlan(m);
         int mtu = intOr(m, "mtu", PortConfig.MIN_MTU, PortConfig.MAX_MTU, PortConfig.DEFAULT_MTU);
         int queues = intOr(m, "queues", 1, PortConfig.MAX_QUEUES, PortConfig.DEFAULT_QUEUES);
+        Optional<List<Integer>> queueWorkers = m.get("workers").flatMap(v -> queueWorkers(v, m, queues, worker, workerLimit));
         OptionalInt socketMode = m.get("socket-mode").flatMap(ConfigParser::octalMode)
                 .map(OptionalInt::of).orElse(OptionalInt.empty());
         Optional<String> socketGroup = m.get("socket-group").flatMap(ConfigParser::nonEmptyString);
@@ -162,14 +163,66 @@ final class ConfigParser {
         }
         PortConfig port = new PortConfig(name.get(), socket.get(), role, notify, worker.orElse(0), macLimit, vlan,
                 mtu, queues, socketMode, socketGroup);
-        return Optional.of(new PortEntry(port, m.self(), nameAt.get(), socketAt.get(), worker.isPresent()));
+        if (queueWorkers.isPresent()) {
+            port = port.withQueueWorkers(queueWorkers.get());
+        }
+        return Optional.of(new PortEntry(port, m.self(), nameAt.get(), socketAt.get(),
+                worker.isPresent() || queueWorkers.isPresent()));
+    }
+
+    /**
+     * {@code workers}: the workers that own the port's queue pairs, {@code [0, 1]} (pair p on entry p modulo the
+     * list's length) or {@code auto} (round-robin over every worker of the switch, from the port's {@code worker}).
+     */
+    private static Optional<List<Integer>> queueWorkers(YamlValue v, YamlMapping m, int queues, Optional<Integer> worker,
+                                                        int workerLimit) {
+        Optional<String> text = v.isList() ? Optional.empty() : v.asString();
+        List<Integer> list;
+        if (text.isPresent()) {
+            if (!text.get().equals("auto")) {
+                v.error("must be a list of worker indices, e.g. [0, 1], or auto");
+                return Optional.empty();
+            }
+            int start = worker.orElse(0);
+            list = new ArrayList<>();
+            for (int p = 0; p < Math.min(queues, workerLimit); p++) {
+                list.add((start + p) % workerLimit);
+            }
+            return Optional.of(list);
+        }
+        if (m.get("worker").isPresent()) {
+            v.error("give either worker (every queue pair on one worker) or workers (a list), not both");
+            return Optional.empty();
+        }
+        Optional<List<YamlValue>> items = v.asList();
+        if (items.isEmpty()) {
+            return Optional.empty();
+        }
+        List<Integer> workers = new ArrayList<>();
+        for (YamlValue item : items.get()) {
+            worker(item, workerLimit).ifPresent(workers::add);   // the same check and message as 'worker'
+        }
+        if (workers.size() != items.get().size()) {
+            return Optional.empty();
+        }
+        Optional<List<Integer>> given = Optional.of(workers);
+        if (given.get().isEmpty()) {
+            v.error("must name at least one worker");
+            return Optional.empty();
+        }
+        if (given.get().size() > queues) {
+            v.error(given.get().size() + " workers for " + queues + " queue pair(s): at most one worker per queue pair"
+                    + " (raise queues)");
+            return Optional.empty();
+        }
+        return given;
     }
 
     /** A {@code type: vxlan} or {@code type: afpacket} port: no socket, and the keys of its type. */
     private static Optional<PortEntry> uplinkPort(YamlMapping m, String type, Optional<String> name,
                                                   Optional<YamlValue> nameAt, NotifyMode defaultNotify,
                                                   int workerLimit, Set<String> incompleteNames) {
-        for (String key : List.of("socket", "mode", "socket-mode", "socket-group", "queues")) {
+        for (String key : List.of("socket", "mode", "socket-mode", "socket-group", "queues", "workers")) {
             m.get(key).ifPresent(v -> v.error("only for vhost-user ports, not type " + type));
         }
         List<String> foreign = type.equals("vxlan") ? List.of("interface") : List.of("local", "remote", "vni");

@@ -1,6 +1,7 @@
 package io.vswitch.config;
 
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.OptionalInt;
@@ -18,6 +19,8 @@ import java.util.OptionalInt;
  * @param socketMode  permission bits for a server socket file, e.g. {@code 0660}
  * @param socketGroup group owning a server socket file, so QEMU running as that group may connect
  * @param uplink      what the port is when it is not a vhost-user socket, or null
+ * @param queueWorkers the workers that own the port's queue pairs, pair p on {@code queueWorkers[p % size]}
+ *                    (topology key {@code workers}); empty: every pair on {@code worker}
  */
 public record PortConfig(
         String name,
@@ -31,7 +34,8 @@ public record PortConfig(
         int queues,
         OptionalInt socketMode,
         Optional<String> socketGroup,
-        UplinkConfig uplink) {
+        UplinkConfig uplink,
+        List<Integer> queueWorkers) {
 
     public static final SocketRole DEFAULT_ROLE = SocketRole.SERVER;
     public static final int DEFAULT_MAC_LIMIT = 1024;
@@ -39,7 +43,7 @@ public record PortConfig(
     public static final int MIN_MTU = 68;
     public static final int MAX_MTU = 9000;
     public static final int DEFAULT_QUEUES = 1;
-    public static final int MAX_QUEUES = 8;
+    public static final int MAX_QUEUES = 16;
     /** sun_path is 108 bytes including the terminating NUL. */
     public static final int MAX_SOCKET_PATH_BYTES = 107;
     /** Ethernet header (14) plus one 802.1Q tag (4). */
@@ -55,12 +59,20 @@ public record PortConfig(
         Objects.requireNonNull(vlan, "vlan");
         Objects.requireNonNull(socketMode, "socketMode");
         Objects.requireNonNull(socketGroup, "socketGroup");
+        queueWorkers = queueWorkers == null ? List.of() : List.copyOf(queueWorkers);
+    }
+
+    /** A port whose queue pairs all live on {@code worker}. */
+    public PortConfig(String name, Path socket, SocketRole role, NotifyMode notifyMode, int worker, int macLimit,
+                      VlanMode vlan, int mtu, int queues, OptionalInt socketMode, Optional<String> socketGroup,
+                      UplinkConfig uplink) {
+        this(name, socket, role, notifyMode, worker, macLimit, vlan, mtu, queues, socketMode, socketGroup, uplink, List.of());
     }
 
     /** A vhost-user port. */
     public PortConfig(String name, Path socket, SocketRole role, NotifyMode notifyMode, int worker, int macLimit,
                       VlanMode vlan, int mtu, int queues, OptionalInt socketMode, Optional<String> socketGroup) {
-        this(name, socket, role, notifyMode, worker, macLimit, vlan, mtu, queues, socketMode, socketGroup, null);
+        this(name, socket, role, notifyMode, worker, macLimit, vlan, mtu, queues, socketMode, socketGroup, null, List.of());
     }
 
     /** True for a vhost-user port (one with a socket), false for an uplink. */
@@ -79,8 +91,32 @@ public record PortConfig(
         return mtu + L2_OVERHEAD;
     }
 
+    /** The port on {@code newWorker}; a port with a {@code workers} list keeps it (and its first entry as worker). */
     public PortConfig withWorker(int newWorker) {
+        if (!queueWorkers.isEmpty()) {
+            return this;
+        }
         return new PortConfig(name, socket, role, notifyMode, newWorker, macLimit, vlan, mtu, queues, socketMode, socketGroup,
-                uplink);
+                uplink, queueWorkers);
+    }
+
+    /** The same port with its queue pairs on {@code workers} (empty: all on {@link #worker()}). */
+    public PortConfig withQueueWorkers(List<Integer> workers) {
+        return new PortConfig(name, socket, role, notifyMode, workers.isEmpty() ? worker : workers.get(0), macLimit, vlan,
+                mtu, queues, socketMode, socketGroup, uplink, workers);
+    }
+
+    /** The worker that owns queue pair {@code pair}: polls its transmit queue and fills its receive queue. */
+    public int queueWorker(int pair) {
+        return queueWorkers.isEmpty() ? worker : queueWorkers.get(pair % queueWorkers.size());
+    }
+
+    /** Every worker that owns at least one of the port's queue pairs, in pair order, without repeats. */
+    public List<Integer> allQueueWorkers() {
+        java.util.LinkedHashSet<Integer> all = new java.util.LinkedHashSet<>();
+        for (int p = 0; p < queues; p++) {
+            all.add(queueWorker(p));
+        }
+        return List.copyOf(all);
     }
 }

@@ -64,7 +64,11 @@ public final class TopologyWriter {
             }
         }
         y.append(in).append("notify: ").append(p.notifyMode().yamlName()).append('\n');
-        y.append(in).append("worker: ").append(p.worker()).append('\n');
+        if (p.queueWorkers().isEmpty()) {
+            y.append(in).append("worker: ").append(p.worker()).append('\n');
+        } else {
+            y.append(in).append("workers: ").append(ints(p.queueWorkers())).append('\n');
+        }
         y.append(in).append("mac-limit: ").append(p.macLimit()).append('\n');
         switch (p.vlan()) {
             case VlanMode.Access a -> y.append(in).append("vlan: ").append(a.vlan()).append('\n');

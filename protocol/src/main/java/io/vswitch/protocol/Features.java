@@ -42,9 +42,26 @@ public final class Features {
             | bit(VIRTIO_NET_F_CTRL_VQ) | bit(VIRTIO_NET_F_GUEST_ANNOUNCE) | bit(VIRTIO_NET_F_MTU)
             | bit(VIRTIO_F_RING_PACKED) | bit(VIRTIO_F_IN_ORDER);
 
-    /** The protocol features we implement. MQ is left out until the switch serves more than one queue pair. */
+    /**
+     * The protocol features we implement for a single-queue port. A multiqueue port adds {@link #PROTOCOL_F_MQ}
+     * (see {@link #protocolFeatures(int)}).
+     */
     public static final long PROTOCOL_FEATURES = bit(PROTOCOL_F_REPLY_ACK) | bit(PROTOCOL_F_CONFIGURE_MEM_SLOTS)
             | bit(PROTOCOL_F_STATUS) | bit(PROTOCOL_F_LOG_SHMFD) | bit(PROTOCOL_F_RARP) | bit(PROTOCOL_F_MTU);
+
+    /**
+     * What a port with {@code queuePairs} queue pairs offers: multiqueue (VIRTIO_NET_F_MQ, so the guest may use
+     * more than one pair, with the pair count set through the control queue, which the frontend serves) only when
+     * it has more than one pair, so a single-queue port negotiates exactly what it did before multiqueue existed.
+     */
+    public static long deviceFeatures(int queuePairs) {
+        return queuePairs > 1 ? DEVICE_FEATURES | bit(VIRTIO_NET_F_MQ) : DEVICE_FEATURES;
+    }
+
+    /** The protocol features of a port with {@code queuePairs} queue pairs: PROTOCOL_F_MQ (GET_QUEUE_NUM) above one. */
+    public static long protocolFeatures(int queuePairs) {
+        return queuePairs > 1 ? PROTOCOL_FEATURES | bit(PROTOCOL_F_MQ) : PROTOCOL_FEATURES;
+    }
 
     private Features() {
     }

@@ -42,6 +42,10 @@ final class StatsCommand implements Callable<Integer> {
                 out.put("start_time_ms", snap.startMillis());
                 out.put("ports", sorted(group(snap, "port")));
                 out.put("workers", sorted(group(snap, "worker")));
+                Map<String, Map<String, Long>> queues = group(snap, "queue");
+                if (!queues.isEmpty()) {
+                    out.put("queues", sorted(queues));   // multiqueue ports: "PORT:PAIR" -> rx/tx packets/bytes
+                }
                 System.out.print(io.vswitch.engine.Json.write(out));
                 System.out.flush();
                 return Main.EXIT_OK;
@@ -77,7 +81,8 @@ final class StatsCommand implements Callable<Integer> {
 
     private static final String[][] TABLES = {
         {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "link_up", "connections", "notifications", "kicks"},
-        {"drop_rx_ring_full", "drop_rx_buffer_too_small", "drop_queue_fault", "drop_no_buffers", "drop_port_down", "drop_invalid", "drop_over_mtu", "drop_vlan", "drop_hairpin", "queue_faults",
+        {"drop_rx_ring_full", "drop_rx_buffer_too_small", "drop_queue_fault", "drop_no_buffers", "drop_port_down", "drop_invalid",
+            "invalid_too_short", "invalid_too_large", "invalid_too_many_pieces", "drop_over_mtu", "drop_vlan", "drop_hairpin", "queue_faults",
             "protocol_errors", "macs_learned", "mac_moves", "macs"},
         {"drop_malformed", "drop_vni", "drop_foreign_vtep", "drop_tx_error"},
     };
@@ -114,6 +119,16 @@ final class StatsCommand implements Callable<Integer> {
                             rate(entry.getValue(), old, "rx_packets", seconds), rate(entry.getValue(), old, "tx_packets", seconds)));
                 }
                 System.out.println(row);
+            }
+            System.out.println();
+        }
+        Map<String, Map<String, Long>> queues = group(snap, "queue");
+        if (!queues.isEmpty()) {
+            System.out.printf("%-12s %12s %12s %12s %12s%n", "port:queue", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes");
+            for (var entry : new java.util.TreeMap<>(queues).entrySet()) {
+                Map<String, Long> q = entry.getValue();
+                System.out.printf("%-12s %12d %12d %12d %12d%n", entry.getKey(), q.getOrDefault("rx_packets", 0L),
+                        q.getOrDefault("rx_bytes", 0L), q.getOrDefault("tx_packets", 0L), q.getOrDefault("tx_bytes", 0L));
             }
             System.out.println();
         }

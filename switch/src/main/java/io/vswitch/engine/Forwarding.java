@@ -24,6 +24,17 @@ final class Forwarding {
     SwitchPort[] allPorts;
     /** This worker's ports; replaced by a worker command. */
     SwitchPort[] ports = new SwitchPort[0];
+    /** The ports of {@link #allPorts} whose queue pairs live on several workers: a flood reaches them pair by pair. */
+    private SwitchPort[] spreadPorts;
+    /** Multiqueue: set when some port has more than one pair; only then is a frame's flow hashed. */
+    private boolean multiQueue;
+    // the flow hash of the frame being forwarded (computed on first use), and of a frame from another worker
+    private int frameHash;
+    private boolean frameHashed;
+    private int flatHash;
+    /** What the last {@link #forward} took from its source (for the source pair's counters). */
+    int forwardedFrames;
+    long forwardedBytes;
 
     // a frame spliced around a VLAN tag: its pieces, and the tag itself
     private final MemorySegment[] spliceSegments = new MemorySegment[PacketBatch.MAX_PIECES_PER_FRAME + 3];
@@ -36,7 +47,28 @@ final class Forwarding {
         this.learning = learning;
         this.macTable = macTable;
         this.allPorts = allPorts;
+        this.spreadPorts = spreadOf(allPorts);
+        this.multiQueue = anyMultiQueue(allPorts);
         this.handoff = handoff;
+    }
+
+    /** A command (for the worker thread) installing the switch's grown port table and what derives from it. */
+    Runnable portTableCommand(SwitchPort[] table) {
+        SwitchPort[] spread = spreadOf(table);
+        boolean mq = anyMultiQueue(table);
+        return () -> {
+            allPorts = table;
+            spreadPorts = spread;
+            multiQueue = mq;
+        };
+    }
+
+    private static SwitchPort[] spreadOf(SwitchPort[] table) {
+        return java.util.Arrays.stream(table).filter(p -> p != null && p.spread).toArray(SwitchPort[]::new);
+    }
+
+    private static boolean anyMultiQueue(SwitchPort[] table) {
+        return java.util.Arrays.stream(table).anyMatch(p -> p != null && p.pairs > 1);
     }
 
     /** Forwards the {@code n} frames of {@code b} that {@code src} sent, and counts them on {@code src}. */
@@ -47,14 +79,15 @@ final class Forwarding {
         int invalid = 0;
         for (int i = 0; i < n; i++) {
             int length = b.frameLength(i);
+            frameHashed = false;
             if (length < 14) {
-                src.counters.dropInvalid.incrementRelease();   // refused as invalid: counted apart, never as rx
+                src.counters.dropInvalid.increment();   // refused as invalid: counted apart, never as rx
                 invalid++;
                 continue;
             }
             bytes += length;
             if (length > maxFrame) {
-                src.counters.dropOverMtu.incrementRelease();
+                src.counters.dropOverMtu.increment();
                 continue;
             }
             // which VLAN the frame belongs to, and whether its bytes carry the tag
@@ -64,12 +97,12 @@ final class Forwarding {
                 vlan = length >= 18 && b.u16(i, 12) == ETH_P_8021Q ? b.u16(i, 14) & 0xFFF : -1;
                 tagged = true;
                 if (vlan <= 0 || !src.carries(vlan)) {
-                    src.counters.dropVlan.incrementRelease();   // untagged, or a VLAN the trunk does not carry
+                    src.counters.dropVlan.increment();   // untagged, or a VLAN the trunk does not carry
                     continue;
                 }
             } else if (src.accessVlan > 0) {
                 if (b.u16(i, 12) == ETH_P_8021Q) {
-                    src.counters.dropVlan.incrementRelease();   // access ports take untagged frames only
+                    src.counters.dropVlan.increment();   // access ports take untagged frames only
                     continue;
                 }
                 vlan = src.accessVlan;
@@ -89,9 +122,9 @@ final class Forwarding {
             if ((srcMac & 0x0100_0000_0000L) == 0 && ((srcMac | vlanKey) != src.lastSourceMac || now - src.lastSourceLearnedAt > 500)) {
                 int learned = macTable.learn(srcMac | vlanKey, src.index, now);
                 if (learned == MacTable.LEARNED_NEW) {
-                    src.counters.macsLearned.incrementRelease();
+                    src.counters.macsLearned.increment();
                 } else if (learned == MacTable.LEARNED_MOVE) {
-                    src.counters.macMoves.incrementRelease();
+                    src.counters.macMoves.increment();
                 }
                 src.lastSourceMac = learned == MacTable.LEARNED_LIMITED ? -1 : srcMac | vlanKey;
                 src.lastSourceLearnedAt = now;
@@ -115,21 +148,40 @@ final class Forwarding {
                 src.pendingHairpin++;   // its destination lives behind the port it came from: not sent back, counted
             }
         }
-        src.counters.rxPackets.getAndAddRelease(n - invalid);
-        src.counters.rxBytes.getAndAddRelease(bytes);
+        src.add(src.counters.rxPackets, n - invalid);
+        src.add(src.counters.rxBytes, bytes);
+        forwardedFrames = n - invalid;
+        forwardedBytes = bytes;
+    }
+
+    /** The flow hash of frame {@code frame} of {@code b}, the one being forwarded (computed once, when first needed). */
+    private int hashOf(PacketBatch b, int frame) {
+        if (!frameHashed) {
+            frameHash = FlowHash.of(b, frame, b.frameLength(frame));
+            frameHashed = true;
+        }
+        return frameHash;
     }
 
     private void flood(SwitchPort src, PacketBatch b, int frame, int length, int vlan, boolean tagged) {
         final SwitchPort[] local = ports;
         for (SwitchPort dst : local) {
-            if (dst != src) {
+            if (dst.index != src.index && !dst.spread) {
+                deliver(src, dst, b, frame, length, vlan, tagged);
+            }
+        }
+        // a port whose pairs live on several workers gets the frame on the pair its flow picks, from here
+        for (SwitchPort dst : spreadPorts) {
+            if (dst.index != src.index) {
                 deliver(src, dst, b, frame, length, vlan, tagged);
             }
         }
         if (handoff != null) {
+            int hash = multiQueue ? hashOf(b, frame) : 0;
             for (int w = 0; w < handoff.workers(); w++) {
                 if (handoff.connectedTo(w)) {
-                    handoff.stage(w, allPorts, src, HandoffHeader.FLOOD, b, frame, length, vlan, tagged);
+                    handoff.stage(w, allPorts, src, HandoffHeader.FLOOD, HandoffHeader.NO_PAIR, hash, b, frame, length,
+                            vlan, tagged);
                 }
             }
         }
@@ -139,27 +191,51 @@ final class Forwarding {
         if (dst == null || !dst.carries(vlan)) {
             return;
         }
+        int pair = HandoffHeader.NO_PAIR;
+        if (dst.spread) {
+            // the pair (and with it the worker) is picked here; its worker checks it is still in use
+            pair = FlowHash.pick(hashOf(b, frame), dst.device.rxMask());
+            if (pair < 0) {
+                dst.counters.dropPortDown.increment();   // not running: no pair takes frames (another worker's port)
+                return;
+            }
+            dst = dst.shardOfPair[pair];
+        }
         if (dst.worker != workerId) {
-            handoff.stage(dst.worker, allPorts, src, dst.index, b, frame, length, vlan, tagged);
+            handoff.stage(dst.worker, allPorts, src, dst.index, pair, multiQueue ? hashOf(b, frame) : 0, b, frame,
+                    length, vlan, tagged);
             return;
         }
-        deliverLocal(dst, b, frame, null, 0, length, vlan, tagged);
+        frameHash = multiQueue ? hashOf(b, frame) : 0;
+        deliverLocal(dst, b, frame, null, 0, length, vlan, tagged, pair);
     }
 
-    /** A frame another worker handed over: to port {@code dst}, or to every port of this worker when it floods. */
-    void deliverHandedOver(MemorySegment memory, long offset, int length, int dst, int vlan, boolean tagged) {
+    /**
+     * A frame another worker handed over: to port {@code dst} (on receive pair {@code pair} when the sender
+     * picked one), or to every port of this worker when it floods; {@code hash} is its flow hash.
+     */
+    void deliverHandedOver(MemorySegment memory, long offset, int length, int dst, int vlan, boolean tagged, int pair,
+                           int hash) {
+        flatHash = hash;
         if (dst >= 0) {
-            deliverBuffer(allPorts[dst], memory, offset, length, vlan, tagged);
+            SwitchPort target = allPorts[dst];
+            if (pair >= 0 && target.spread) {
+                target = target.shardOfPair[pair];   // the sender picked one of this worker's pairs
+            }
+            deliverBuffer(target, memory, offset, length, vlan, tagged, pair);
         } else {
             for (SwitchPort port : ports) {
-                deliverBuffer(port, memory, offset, length, vlan, tagged);
+                if (!port.spread) {   // the sender reached spread ports pair by pair
+                    deliverBuffer(port, memory, offset, length, vlan, tagged, HandoffHeader.NO_PAIR);
+                }
             }
         }
     }
 
-    private void deliverBuffer(SwitchPort dst, MemorySegment memory, long offset, int length, int vlan, boolean tagged) {
+    private void deliverBuffer(SwitchPort dst, MemorySegment memory, long offset, int length, int vlan, boolean tagged,
+                               int pair) {
         if (dst.carries(vlan)) {
-            deliverLocal(dst, null, 0, memory, offset, length, vlan, tagged);
+            deliverLocal(dst, null, 0, memory, offset, length, vlan, tagged, pair);
         }
     }
 
@@ -169,7 +245,7 @@ final class Forwarding {
      * inserted toward a trunk and stripped toward an access port on the way, without an extra copy.
      */
     private void deliverLocal(SwitchPort dst, PacketBatch b, int frame, MemorySegment flat, long flatOffset,
-                              int length, int vlan, boolean tagged) {
+                              int length, int vlan, boolean tagged, int pair) {
         if (dst.uplink != null) {
             deliverUplink(dst, b, frame, flat, flatOffset, length, vlan, tagged);
             return;
@@ -178,7 +254,20 @@ final class Forwarding {
             dst.pendingPortDown++;
             return;
         }
-        VirtQueue rx = dst.device.rxQueue();
+        VirtQueue rx;
+        if (dst.pairs == 1) {
+            rx = dst.device.rxQueue();
+            pair = 0;
+        } else {
+            if (pair < 0) {   // not picked by the sender: the flow picks among the pairs in use (all this worker's)
+                pair = FlowHash.pick(b != null ? frameHash : flatHash, dst.seenRxMask);
+            }
+            if (pair < 0 || (dst.seenRxMask & (1 << pair)) == 0) {
+                dst.pendingPortDown++;   // the pair picked is no longer in use (the guest changed its queues)
+                return;
+            }
+            rx = dst.device.rxQueue(pair);
+        }
         boolean insert = dst.trunk != null && !tagged;
         boolean strip = dst.trunk == null && tagged;
         boolean delivered;
@@ -198,6 +287,8 @@ final class Forwarding {
         if (delivered) {
             dst.pendingTxPackets++;
             dst.pendingTxBytes += outLength;
+            dst.pendingQueueTxPackets[pair]++;
+            dst.pendingQueueTxBytes[pair] += outLength;
         } else if (rx.isBroken()) {
             dst.pendingQueueFault++;   // the guest's receive queue is faulted until the frontend sets it up again
         } else if (rx.refusal == VirtQueue.REFUSED_TOO_SMALL) {

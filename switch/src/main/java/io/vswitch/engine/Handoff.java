@@ -72,9 +72,12 @@ final class Handoff {
         return false;
     }
 
-    /** Copies frame {@code frame} of {@code b} for {@code worker}; a frame that finds no buffer is counted on its port. */
-    void stage(int worker, SwitchPort[] allPorts, SwitchPort src, int dstIndex, PacketBatch b, int frame, int length,
-               int vlan, boolean tagged) {
+    /**
+     * Copies frame {@code frame} of {@code b} for {@code worker}, with the receive pair the sender picked
+     * ({@link HandoffHeader#NO_PAIR}: none) and its flow hash; a frame that finds no buffer is counted on its port.
+     */
+    void stage(int worker, SwitchPort[] allPorts, SwitchPort src, int dstIndex, int pair, int hash, PacketBatch b,
+               int frame, int length, int vlan, boolean tagged) {
         SwitchPort dropOn = dstIndex >= 0 ? allPorts[dstIndex] : src;
         if (stagedCount[worker] == staged[worker].length || length + HandoffHeader.SIZE > pool.bufferSize()) {
             dropOn.counters.dropNoBuffers.increment();   // several workers may count on one port: atomic
@@ -87,7 +90,7 @@ final class Handoff {
         }
         MemorySegment memory = pool.memory();
         long at = pool.offset(handle);
-        HandoffHeader.write(memory, at, length, dstIndex, src.index, vlan, tagged);
+        HandoffHeader.write(memory, at, length, dstIndex, src.index, vlan, tagged, hash, pair);
         try {
             b.copyFrame(frame, memory, at + HandoffHeader.SIZE);   // reads the source guest's memory: may fail
         } catch (RuntimeException e) {
@@ -138,7 +141,8 @@ final class Handoff {
             for (int i = 0; i < n; i++) {
                 long at = owner.offset(h[i]);
                 forwarding.deliverHandedOver(memory, at + HandoffHeader.SIZE, HandoffHeader.length(memory, at),
-                        HandoffHeader.destination(memory, at), HandoffHeader.vlan(memory, at), HandoffHeader.tagged(memory, at));
+                        HandoffHeader.destination(memory, at), HandoffHeader.vlan(memory, at), HandoffHeader.tagged(memory, at),
+                        HandoffHeader.pair(memory, at), HandoffHeader.hash(memory, at));
             }
             // the ring back is as large as the owner's pool, so it always has room
             returnsToOwner[w].offer(h, 0, n);

@@ -212,7 +212,9 @@ public final class LiveTopology {
     }
 
     private void setPeer(SwitchPort port, SwitchPort peer) {
-        runOn(sw.workers().get(port.worker), () -> port.peer = peer);
+        for (SwitchPort shard : port.shards()) {   // every worker that polls one of the port's queue pairs
+            runOn(sw.workers().get(shard.worker), () -> shard.peer = peer);
+        }
     }
 
     private Optional<Link> linkOf(String port) {
@@ -337,6 +339,16 @@ public final class LiveTopology {
             Map<String, Object> queues = new LinkedHashMap<>();
             queues.put("rx", queueState(p.device.rxQueue()));
             queues.put("tx", queueState(p.device.txQueue()));
+            // multiqueue: pairs offered, pairs the frontend enabled, pairs in use now, and who owns each pair
+            queues.put("pairs", p.device.queuePairs());
+            queues.put("enabled", p.device.enabledPairs());
+            queues.put("rx_in_use", io.vswitch.vhost.net.VirtioNetDevice.pairList(p.device.rxMask()));
+            queues.put("tx_in_use", io.vswitch.vhost.net.VirtioNetDevice.pairList(p.device.txMask()));
+            List<Integer> pairWorkers = new ArrayList<>();
+            for (int pair = 0; pair < pc.queues(); pair++) {
+                pairWorkers.add(pc.queueWorker(pair));
+            }
+            queues.put("workers", pairWorkers);
             port.put("queues", queues);
             List<Object> regions = new ArrayList<>();
             GuestMemory memory = p.device.memory();
@@ -410,8 +422,15 @@ public final class LiveTopology {
                     p.get("mtu"), p.get("mac_limit"), p.get("macs"),
                     p.containsKey("vlan") ? ", vlan " + p.get("vlan") : p.containsKey("trunk") ? ", trunk " + p.get("trunk") : "",
                     p.containsKey("linked_to") ? ", linked to " + p.get("linked_to") : ""));
-            out.append(String.format("  queues: rx %s, tx %s%n", ((Map<?, ?>) q.get("rx")).get("size"),
-                    ((Map<?, ?>) q.get("tx")).get("size")));
+            if (((Number) q.get("pairs")).intValue() > 1) {
+                out.append(String.format("  queues: %s pairs, %s enabled (in use: rx %s, tx %s), workers by pair %s;"
+                        + " rx %s, tx %s entries%n", q.get("pairs"), q.get("enabled"), q.get("rx_in_use"),
+                        q.get("tx_in_use"), q.get("workers"), ((Map<?, ?>) q.get("rx")).get("size"),
+                        ((Map<?, ?>) q.get("tx")).get("size")));
+            } else {
+                out.append(String.format("  queues: rx %s, tx %s%n", ((Map<?, ?>) q.get("rx")).get("size"),
+                        ((Map<?, ?>) q.get("tx")).get("size")));
+            }
             out.append("  features: ").append(String.join(" ", (List<String>) cast(p.get("features")))).append('\n');
             out.append("  protocol features: ").append(String.join(" ", (List<String>) cast(p.get("protocol_features"))))
                     .append('\n');
@@ -504,10 +523,13 @@ public final class LiveTopology {
         }
         next = new SwitchConfig(next.settings().withMetrics(now.settings().metrics()), placed, next.links());
         for (PortConfig p : next.ports()) {
-            NotifyMode mode = sw.workers().get(p.worker()).mode();
-            if (p.notifyMode() != mode) {
-                problems.add("port " + p.name() + ": notify " + p.notifyMode().yamlName() + " but worker " + p.worker()
-                        + " runs " + mode.yamlName() + " (a worker's mode is fixed until restart)");
+            for (int w : p.allQueueWorkers()) {   // every worker that would own one of its queue pairs
+                NotifyMode mode = sw.workers().get(w).mode();
+                if (p.notifyMode() != mode) {
+                    problems.add("port " + p.name() + ": notify " + p.notifyMode().yamlName() + " but worker " + w
+                            + " runs " + mode.yamlName() + " (a worker's mode is fixed until restart)");
+                    break;
+                }
             }
             try {
                 checkMtu(p);
@@ -660,6 +682,7 @@ public final class LiveTopology {
     private static boolean onlyLiveKeysDiffer(PortConfig a, PortConfig b) {
         return a.name().equals(b.name()) && a.socket().equals(b.socket()) && a.role() == b.role()
                 && a.notifyMode() == b.notifyMode() && a.worker() == b.worker() && a.queues() == b.queues()
+                && a.queueWorkers().equals(b.queueWorkers())
                 && a.socketMode().equals(b.socketMode()) && a.socketGroup().equals(b.socketGroup());
     }
 
@@ -688,6 +711,9 @@ public final class LiveTopology {
         }
         if (a.queues() != b.queues()) {
             d.add("queues " + a.queues() + " -> " + b.queues());
+        }
+        if (!a.queueWorkers().equals(b.queueWorkers())) {
+            d.add("workers " + a.queueWorkers() + " -> " + b.queueWorkers());
         }
         if (!a.socketMode().equals(b.socketMode()) || !a.socketGroup().equals(b.socketGroup())) {
             d.add("socket ownership");
@@ -777,7 +803,9 @@ public final class LiveTopology {
         }
         sw.addToTable(port, grown);
         sw.attach(port);
-        barrier(sw.workers().get(port.worker));   // when add returns, the worker polls the port
+        for (SwitchPort shard : port.shards()) {
+            barrier(sw.workers().get(shard.worker));   // when add returns, the workers poll the port
+        }
         List<PortConfig> ports = new ArrayList<>(running().ports());
         ports.add(pc);
         sw.setConfig(new SwitchConfig(running().settings(), ports, running().links()));
@@ -792,6 +820,11 @@ public final class LiveTopology {
         } finally {
             synchronized (sw.countersLock) {
                 port.counters.close();
+                if (port.queueCounters != null) {
+                    for (QueueCounters q : port.queueCounters) {
+                        q.close();
+                    }
+                }
             }
         }
     }
@@ -799,10 +832,12 @@ public final class LiveTopology {
     private void delete(PortConfig pc) {
         linkOf(pc.name()).ifPresent(this::unlink);
         SwitchPort port = live(pc.name());
-        Worker owner = sw.workers().get(port.worker);
-        CompletableFuture<Void> removed = new CompletableFuture<>();
-        submit(owner, () -> owner.removePort(port, () -> removed.complete(null)));
-        await(removed, owner);
+        for (SwitchPort shard : port.shards()) {   // each worker that polls one of its queue pairs lets it go
+            Worker w = sw.workers().get(shard.worker);
+            CompletableFuture<Void> removed = new CompletableFuture<>();
+            submit(w, () -> w.removePort(shard, () -> removed.complete(null)));
+            await(removed, w);
+        }
         sw.removeLive(port);
         // the frontend sees its connection close (link down); the device's memory and fds are released once the
         // worker's grace period is over; the socket file is removed
@@ -822,12 +857,19 @@ public final class LiveTopology {
         sw.workers().forEach(LiveTopology::barrier);
         // frames that were on their way to the port when it left its worker were counted there as port-down
         // drops: publish them (on the worker that counted them) before the counters go, and log the totals
-        runOn(owner, port::publishCounts);
+        for (SwitchPort shard : port.shards()) {
+            runOn(sw.workers().get(shard.worker), shard::publishCounts);
+        }
         PortCounters c = port.counters;
         String totals = "rx " + c.rxPackets.get() + ", tx " + c.txPackets.get() + ", dropped " + (c.dropRxRingFull.get()
                 + c.dropRxBufferTooSmall.get() + c.dropQueueFault.get() + c.dropNoBuffers.get() + c.dropPortDown.get() + c.dropInvalid.get() + c.dropOverMtu.get() + c.dropVlan.get());
         synchronized (sw.countersLock) {
             port.counters.close();
+                if (port.queueCounters != null) {
+                    for (QueueCounters q : port.queueCounters) {
+                        q.close();
+                    }
+                }
         }
         List<PortConfig> ports = new ArrayList<>(running().ports());
         ports.removeIf(p -> p.name().equals(pc.name()));
@@ -841,11 +883,13 @@ public final class LiveTopology {
         int access = next.vlan() instanceof VlanMode.Access a ? a.vlan() : -1;
         long[] trunk = SwitchPort.trunkBits(next.vlan() instanceof VlanMode.Trunk t ? t.vlans() : null);
         int maxFrame = next.maxFrameLength();
-        runOn(sw.workers().get(port.worker), () -> {
-            port.accessVlan = access;
-            port.trunk = trunk;
-            port.maxFrame = maxFrame;
-        });
+        for (SwitchPort shard : port.shards()) {
+            runOn(sw.workers().get(shard.worker), () -> {
+                shard.accessVlan = access;
+                shard.trunk = trunk;
+                shard.maxFrame = maxFrame;
+            });
+        }
         // the MTU a frontend may give its guest from now on (NET_SET_MTU); a guest already given a larger one keeps
         // it until it reconnects, and its longer frames are dropped as over_mtu
         if (port.device != null) {
@@ -948,7 +992,7 @@ public final class LiveTopology {
 
     private static PortConfig withNotify(PortConfig p, NotifyMode mode) {
         return new PortConfig(p.name(), p.socket(), p.role(), mode, p.worker(), p.macLimit(), p.vlan(), p.mtu(),
-                p.queues(), p.socketMode(), p.socketGroup());
+                p.queues(), p.socketMode(), p.socketGroup(), null, p.queueWorkers());
     }
 
     /** A port's settings as {@code key=value} (what {@link #parsePort} reads back). */

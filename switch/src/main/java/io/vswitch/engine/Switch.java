@@ -97,9 +97,6 @@ public final class Switch implements AutoCloseable {
         List<String> problems = new ArrayList<>();
         Map<String, String> interfaces = new HashMap<>();
         for (PortConfig p : config.ports()) {
-            if (p.queues() != 1) {
-                problems.add("port " + p.name() + ": only 1 queue pair is implemented yet");
-            }
             if (p.uplink() instanceof io.vswitch.config.UplinkConfig.AfPacket a) {
                 String other = interfaces.putIfAbsent(a.interfaceName(), p.name());
                 if (other != null) {
@@ -124,14 +121,15 @@ public final class Switch implements AutoCloseable {
         NotifyMode[] modes = new NotifyMode[config.settings().workers()];
         String[] decidedBy = new String[modes.length];
         for (PortConfig p : config.ports()) {
-            int w = p.worker();
-            if (modes[w] == null) {
-                modes[w] = p.notifyMode();
-                decidedBy[w] = p.name();
-            } else if (modes[w] != p.notifyMode()) {
-                throw new IllegalArgumentException("ports " + decidedBy[w] + " and " + p.name() + " share worker " + w
-                        + " but ask for notify " + modes[w].yamlName() + " and " + p.notifyMode().yamlName()
-                        + ": give them different workers (port key 'worker')");
+            for (int w : p.allQueueWorkers()) {   // every worker that owns one of the port's queue pairs
+                if (modes[w] == null) {
+                    modes[w] = p.notifyMode();
+                    decidedBy[w] = p.name();
+                } else if (modes[w] != p.notifyMode()) {
+                    throw new IllegalArgumentException("ports " + decidedBy[w] + " and " + p.name() + " share worker " + w
+                            + " but ask for notify " + modes[w].yamlName() + " and " + p.notifyMode().yamlName()
+                            + ": give them different workers (port key 'worker')");
+                }
             }
         }
         for (int w = 0; w < modes.length; w++) {
@@ -157,7 +155,8 @@ public final class Switch implements AutoCloseable {
         try {
             refuseServedSockets(config);
             counters = CountersFile.create(settings.runtimeDir().resolve(CountersFile.FILE_NAME),
-                    64 + (config.ports().size() + RUNTIME_PORT_ROOM) * 28 + settings.workers() * 4);
+                    64 + (config.ports().size() + RUNTIME_PORT_ROOM) * 28 + settings.workers() * 4
+                            + config.ports().stream().mapToInt(p -> p.queues() > 1 ? 4 * p.queues() : 0).sum());
         } catch (RuntimeException | IOException e) {
             lock.close();
             throw e;
@@ -205,6 +204,11 @@ public final class Switch implements AutoCloseable {
         for (Link link : config.links()) {
             byName.get(link.first()).peer = byName.get(link.second());
             byName.get(link.second()).peer = byName.get(link.first());
+        }
+        for (SwitchPort port : all) {
+            for (SwitchPort shard : port.shards()) {
+                shard.peer = port.peer;   // every shard of a spread port sends to the same peer
+            }
         }
 
         int n = settings.workers();
@@ -261,9 +265,9 @@ public final class Switch implements AutoCloseable {
         List<Integer> trunk = pc.vlan() instanceof VlanMode.Trunk t ? t.vlans() : null;
         if (pc.isVhostUser()) {
             VhostUserPort vhost = new VhostUserPort(pc.name(), pc.socket(),
-                    pc.role() == SocketRole.CLIENT ? VhostUserPort.Role.CLIENT : VhostUserPort.Role.SERVER);
-            return new SwitchPort(index, pc.name(), vhost, pc.worker(), pc.mtu(), new PortCounters(counters, pc.name()),
-                    access, trunk);
+                    pc.role() == SocketRole.CLIENT ? VhostUserPort.Role.CLIENT : VhostUserPort.Role.SERVER, pc.queues());
+            return MultiQueue.newPort(index, pc, vhost, new PortCounters(counters, pc.name()),
+                    QueueCounters.forPort(counters, pc.name(), pc.queues()), access, trunk);
         }
         PortCounters portCounters = new PortCounters(counters, pc.name());
         Uplink uplink = Uplinks.open(pc, config.settings(), portCounters, new UplinkCounters(counters, pc.name()));
@@ -275,12 +279,16 @@ public final class Switch implements AutoCloseable {
     /** Hands {@code port} to its worker (a queued command) and wires its device to that worker. */
     void attach(SwitchPort port) {
         Worker owner = workers.get(port.worker);
-        owner.addPort(port);
+        for (SwitchPort shard : port.shards()) {
+            workers.get(shard.worker).addPort(shard);
+        }
         if (port.uplink != null) {
             return;
         }
-        port.device.setQuiescence(owner.epoch());
-        port.device.addStateListener(owner::wake);
+        port.device.setQuiescence(MultiQueue.quiescence(port, workers));
+        for (SwitchPort shard : port.shards()) {
+            port.device.addStateListener(workers.get(shard.worker)::wake);
+        }
         port.device.setAnnouncer(mac -> {
             if (!owner.announce(port, mac)) {
                 LOG.log(Level.WARNING, "port {0}: announcement dropped (the worker''s command queue is full)", port.name);
@@ -445,12 +453,22 @@ public final class Switch implements AutoCloseable {
                     }
                     continue;
                 }
-                VirtQueue rx = port.device.rxQueue();
-                VirtQueue tx = port.device.txQueue();
-                set(port.counters.notifications, rx.callsSent + tx.callsSent);
-                set(port.counters.invalidTooShort, tx.framesTooShort);
-                set(port.counters.invalidTooLarge, tx.framesTooLarge);
-                set(port.counters.invalidTooManyPieces, tx.framesTooManyPieces);
+                long calls = 0;
+                long tooShort = 0;
+                long tooLarge = 0;
+                long tooManyPieces = 0;
+                for (int pair = 0; pair < port.pairs; pair++) {
+                    VirtQueue rx = port.device.rxQueue(pair);
+                    VirtQueue tx = port.device.txQueue(pair);
+                    calls += rx.callsSent + tx.callsSent;
+                    tooShort += tx.framesTooShort;
+                    tooLarge += tx.framesTooLarge;
+                    tooManyPieces += tx.framesTooManyPieces;
+                }
+                set(port.counters.notifications, calls);
+                set(port.counters.invalidTooShort, tooShort);
+                set(port.counters.invalidTooLarge, tooLarge);
+                set(port.counters.invalidTooManyPieces, tooManyPieces);
                 set(port.counters.connections, port.vhost.counters().connections);
                 set(port.counters.protocolErrors, port.vhost.counters().protocolErrors + port.vhost.counters().refusedMessages);
                 if (macTable != null) {

@@ -129,11 +129,14 @@ public final class Worker implements Agent, KickSources {
             boolean napOnly = false;
             for (SwitchPort port : forwarding.ports) {
                 if (port.device != null && port.device.isRunning()) {
-                    VirtQueue tx = port.device.txQueue();
-                    tx.setKicksWanted(true);
-                    pending |= tx.hasAvailable();
-                    // a frontend that gave no kick eventfd ("poll instead") cannot wake us: nap, don't sleep
-                    napOnly |= port.kick == null;
+                    for (int m = port.seenTxMask; m != 0; m &= m - 1) {
+                        int pair = Integer.numberOfTrailingZeros(m);
+                        VirtQueue tx = port.device.txQueue(pair);
+                        tx.setKicksWanted(true);
+                        pending |= tx.hasAvailable();
+                        // a frontend that gave no kick eventfd ("poll instead") cannot wake us: nap, don't sleep
+                        napOnly |= port.kicks[pair] == null;
+                    }
                 }
             }
             pending |= handoff != null && handoff.hasInbound();
@@ -150,10 +153,10 @@ public final class Worker implements Agent, KickSources {
             SwitchPort[] ports = forwarding.ports;
             if (data >= 0 && data < ports.length) {
                 SwitchPort port = ports[(int) data];
-                if (port.kick != null) {
-                    long kicks = port.kick.drain();
+                for (EventFd kick : port.kicks) {
+                    long kicks = kick == null ? 0 : kick.drain();
                     if (kicks > 0) {
-                        port.counters.kicks.getAndAddRelease(kicks);
+                        port.add(port.counters.kicks, kicks);
                     }
                 }
             }
@@ -167,8 +170,13 @@ public final class Worker implements Agent, KickSources {
         epoch.enter();
         try {
             for (SwitchPort port : forwarding.ports) {
-                if (port.kick != null && port.device.isRunning()) {
-                    port.device.txQueue().setKicksWanted(false);
+                if (port.device != null && port.device.isRunning()) {
+                    for (int m = port.seenTxMask; m != 0; m &= m - 1) {
+                        int pair = Integer.numberOfTrailingZeros(m);
+                        if (port.kicks[pair] != null) {
+                            port.device.txQueue(pair).setKicksWanted(false);
+                        }
+                    }
                 }
             }
         } finally {
@@ -221,7 +229,7 @@ public final class Worker implements Agent, KickSources {
 
     /** Queues the switch's grown port table (a port was added at runtime); existing indices keep their port. */
     boolean setAllPorts(SwitchPort[] table) {
-        return submit(() -> forwarding.allPorts = table);
+        return submit(forwarding.portTableCommand(table));
     }
 
     /**
@@ -253,8 +261,12 @@ public final class Worker implements Agent, KickSources {
                                 if (next[j].seenRunning && epoll != null && next[j].uplink.fd() >= 0) {
                                     epoll.modify(next[j].uplink.fd(), Epoll.EPOLLIN, j);   // as pollUplink added it
                                 }
-                            } else if (next[j].kick != null) {
-                                epoll.modify(next[j].kick.fd(), Epoll.EPOLLIN | Epoll.EPOLLET, j);
+                            } else if (epoll != null) {
+                                for (EventFd kick : next[j].kicks) {
+                                    if (kick != null) {
+                                        epoll.modify(kick.fd(), Epoll.EPOLLIN | Epoll.EPOLLET, j);
+                                    }
+                                }
                             }
                         }
                         j++;
@@ -285,9 +297,11 @@ public final class Worker implements Agent, KickSources {
     public void onClose() {
         running = false;
         for (SwitchPort port : forwarding.ports) {
-            if (port.kick != null) {
-                port.kick.close();
-                port.kick = null;
+            for (int p = 0; p < port.kicks.length; p++) {
+                if (port.kicks[p] != null) {
+                    port.kicks[p].close();
+                    port.kicks[p] = null;
+                }
             }
         }
         notify.close();
@@ -364,32 +378,37 @@ public final class Worker implements Agent, KickSources {
                 }
                 linkUp(port);
             }
-            VirtQueue tx = device.txQueue();
-            int n = tx.dequeueBurst(b);
-            if (n > 0) {
-                try {
-                    forwarding.forward(port, b, n);
-                } catch (RuntimeException e) {
-                    if (b.isReadable()) {
-                        throw e;   // not the guest's memory: a bug of ours, for the error handler
+            // every transmit queue this worker owns and the guest enabled (one, without multiqueue)
+            for (int m = port.seenTxMask; m != 0; m &= m - 1) {
+                int pair = Integer.numberOfTrailingZeros(m);
+                VirtQueue tx = device.txQueue(pair);
+                int n = tx.dequeueBurst(b);
+                if (n > 0) {
+                    try {
+                        forwarding.forward(port, b, n);
+                        port.countQueueRx(pair, forwarding.forwardedFrames, forwarding.forwardedBytes);
+                    } catch (RuntimeException e) {
+                        if (b.isReadable()) {
+                            throw e;   // not the guest's memory: a bug of ours, for the error handler
+                        }
+                        // The burst lives in this guest's memory, which is gone (destination queues handle their
+                        // own memory failures and rethrow only the source's). The fault is this guest's: its
+                        // queue stops, the rest of the burst is not read, the destinations stay healthy.
+                        tx.failMemoryGone(e);
                     }
-                    // The burst lives in this guest's memory, which is gone (destination queues handle their
-                    // own memory failures and rethrow only the source's). The fault is this guest's: its
-                    // queue stops, the rest of the burst is not read, the destinations stay healthy.
-                    tx.failMemoryGone(e);
+                    work += n;
                 }
-                work += n;
+                int invalid = b.droppedCount();
+                if (invalid > 0) {
+                    port.add(port.counters.dropInvalid, invalid);
+                    work += invalid;
+                }
+                tx.completeTx(b);
             }
-            int invalid = b.droppedCount();
-            if (invalid > 0) {
-                port.counters.dropInvalid.getAndAddRelease(invalid);
-                work += invalid;
-            }
-            tx.completeTx(b);
-            if (tx.isBroken() || device.rxQueue().isBroken()) {
+            if (port.queueBroken()) {
                 if (!port.faultReported) {
                     port.faultReported = true;   // once per fault, not once per pass while it lasts
-                    port.counters.queueFaults.incrementRelease();
+                    port.counters.queueFaults.increment();
                     device.raiseQueueFault();   // a control thread logs it and tells the frontend
                 }
             } else {
@@ -406,7 +425,9 @@ public final class Worker implements Agent, KickSources {
                 port.uplink.flush();
                 port.uplink.publishCounts();
             } else if (port.seenRunning) {
-                port.device.rxQueue().flushRx();
+                for (int m = port.seenRxMask; m != 0; m &= m - 1) {
+                    port.device.rxQueue(Integer.numberOfTrailingZeros(m)).flushRx();
+                }
             }
             port.publishCounts();
         }
@@ -432,24 +453,32 @@ public final class Worker implements Agent, KickSources {
     private void linkUp(SwitchPort port) {
         port.seenRunning = true;
         port.seenGeneration = port.device.generation();
+        // the pairs this worker serves in this generation (fixed until the device stops)
+        port.seenRxMask = port.device.rxMask() & port.ownedPairs;
+        port.seenTxMask = port.device.txMask() & port.ownedPairs;
         // we never wait for receive-queue kicks; transmit kicks only in interrupt mode (hybrid asks before sleeping)
-        port.device.rxQueue().setKicksWanted(false);
-        port.device.txQueue().setKicksWanted(notify.kicksWhilePolling());
-        if (epoll != null) {
-            EventFd kick = null;
-            try {
-                kick = port.device.duplicateTxKick();
-                if (kick != null) {
-                    epoll.add(kick.fd(), Epoll.EPOLLIN | Epoll.EPOLLET, port.localIndex);
+        for (int m = port.seenRxMask; m != 0; m &= m - 1) {
+            port.device.rxQueue(Integer.numberOfTrailingZeros(m)).setKicksWanted(false);
+        }
+        for (int m = port.seenTxMask; m != 0; m &= m - 1) {
+            int pair = Integer.numberOfTrailingZeros(m);
+            port.device.txQueue(pair).setKicksWanted(notify.kicksWhilePolling());
+            if (epoll != null) {
+                EventFd kick = null;
+                try {
+                    kick = port.device.duplicateTxKick(pair);
+                    if (kick != null) {
+                        epoll.add(kick.fd(), Epoll.EPOLLIN | Epoll.EPOLLET, port.localIndex);
+                    }
+                    port.kicks[pair] = kick;
+                } catch (RuntimeException e) {
+                    if (kick != null) {
+                        kick.close();
+                    }
+                    // not ours to stop the device (control threads own that state): raise it. Until a control
+                    // thread has stopped it the port has no kick, so the worker naps rather than sleeps.
+                    port.device.raiseBroken("cannot watch the kick eventfd: " + e.getMessage());
                 }
-                port.kick = kick;
-            } catch (RuntimeException e) {
-                if (kick != null) {
-                    kick.close();
-                }
-                // not ours to stop the device (control threads own that state): raise it. Until a control
-                // thread has stopped it the port has no kick, so the worker naps rather than sleeps.
-                port.device.raiseBroken("cannot watch the kick eventfd: " + e.getMessage());
             }
         }
         port.counters.linkUp.setRelease(1);
@@ -458,10 +487,14 @@ public final class Worker implements Agent, KickSources {
     private void linkDown(SwitchPort port) {
         port.seenRunning = false;
         port.counters.linkUp.setRelease(0);
-        if (port.kick != null) {
-            epoll.remove(port.kick.fd());
-            port.kick.close();
-            port.kick = null;
+        port.seenRxMask = 0;
+        port.seenTxMask = 0;
+        for (int p = 0; p < port.kicks.length; p++) {
+            if (port.kicks[p] != null) {
+                epoll.remove(port.kicks[p].fd());
+                port.kicks[p].close();
+                port.kicks[p] = null;
+            }
         }
         if (macTable != null) {
             macTable.flush(port.index);

@@ -29,6 +29,7 @@ import java.util.Map;
  * port P drop_REASON         vswitch_port_drops_total{port="P",reason="REASON"}
  * port P link_up, macs       vswitch_port_link_up{port="P"}, vswitch_port_macs{port="P"}   (gauges)
  * worker W busy_loops        vswitch_worker_busy_loops_total{worker="W"} (and every other worker counter alike)
+ * queue P:Q rx_packets       vswitch_queue_rx_packets_total{port="P",queue="Q"} (and rx_bytes, tx_packets, tx_bytes)
  * header: start time         vswitch_start_time_seconds
  * </pre>
  * A counter this table does not know yet is still exported, as a gauge {@code vswitch_<scope>_<name>}.
@@ -50,13 +51,21 @@ public final class CountersCollector implements MultiCollector {
             "protocol_errors", "vhost-user messages refused or malformed.",
             "queue_faults", "Times a queue was stopped because the guest broke the virtio rules.",
             "macs_learned", "MAC addresses learned on the port.",
-            "mac_moves", "MAC addresses that moved to the port from another one.");
+            "mac_moves", "MAC addresses that moved to the port from another one.",
+            "invalid_too_short", "Invalid frames from the guest shorter than an Ethernet header (part of drop_invalid).",
+            "invalid_too_large", "Invalid frames from the guest longer than the largest frame accepted (part of drop_invalid).",
+            "invalid_too_many_pieces", "Invalid frames from the guest in more descriptors than a frame may take (part of drop_invalid).");
     private static final Map<String, String> WORKER_COUNTERS = ordered(
             "busy_loops", "Worker passes that moved frames.",
             "idle_loops", "Worker passes that found nothing to do.",
             "sleeps", "Times the worker went to sleep waiting for kicks.",
             "wakeups", "Times the worker woke from sleep.",
             "cross_worker_frames", "Frames handed to another worker.");
+    private static final Map<String, String> QUEUE_COUNTERS = ordered(
+            "rx_packets", "Frames received from one transmit queue of a multiqueue port's guest.",
+            "rx_bytes", "Bytes of frames received from one transmit queue of a multiqueue port's guest.",
+            "tx_packets", "Frames transmitted into one receive queue of a multiqueue port's guest.",
+            "tx_bytes", "Bytes of frames transmitted into one receive queue of a multiqueue port's guest.");
     private static final Map<String, String> GAUGES = ordered(
             "link_up", "1 while a guest's device is running on the port, else 0.",
             "macs", "MAC table entries held by the port, which mac-limit bounds (an aged-out entry counts until reused).");
@@ -99,6 +108,9 @@ public final class CountersCollector implements MultiCollector {
         for (String counter : WORKER_COUNTERS.keySet()) {
             family(families, "worker_" + counter, true, WORKER_COUNTERS.get(counter));
         }
+        for (String counter : QUEUE_COUNTERS.keySet()) {
+            family(families, "queue_" + counter, true, QUEUE_COUNTERS.get(counter));
+        }
         for (CountersFile.Sample s : snap.samples()) {
             String counter = s.counter();
             if (s.scope().equals("port") && counter.startsWith(DROP_PREFIX)) {
@@ -110,6 +122,11 @@ public final class CountersCollector implements MultiCollector {
             Family f = families.get(name);
             if (f == null) {
                 f = family(families, name, false, "Counter '" + counter + "' of the counters file.");
+            }
+            int colon = s.name().lastIndexOf(':');
+            if (s.scope().equals("queue") && colon > 0) {   // PORT:PAIR (':' is not allowed in port names)
+                f.add(Labels.of("port", s.name().substring(0, colon), "queue", s.name().substring(colon + 1)), s.value());
+                continue;
             }
             f.add(Labels.of(s.scope(), s.name()), s.value());
         }

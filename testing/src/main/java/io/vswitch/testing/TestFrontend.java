@@ -86,6 +86,13 @@ public final class TestFrontend implements AutoCloseable {
         public boolean packed;
         /** VIRTIO_F_IN_ORDER. */
         public boolean inOrder;
+        /** Queue pairs (rings 0..2N-1); above 1 the frontend negotiates MQ, sets up pair 0 only, see {@link #setUpPair}. */
+        public int queuePairs = 1;
+
+        public Options queuePairs(int n) {
+            queuePairs = n;
+            return this;
+        }
 
         public Options packed(boolean on) {
             packed = on;
@@ -146,6 +153,9 @@ public final class TestFrontend implements AutoCloseable {
             }
             if (inOrder) {
                 f |= Features.bit(Features.VIRTIO_F_IN_ORDER);
+            }
+            if (queuePairs > 1) {
+                f |= Features.bit(Features.VIRTIO_NET_F_MQ);
             }
             return f;
         }
@@ -209,7 +219,7 @@ public final class TestFrontend implements AutoCloseable {
             }
             chainIds.clear();
             chainBuffers.clear();
-            if (index == TX) {
+            if ((index & 1) == 1) {
                 inOrderHeads.clear();
             }
             ram.asSlice(descOffset, descTableBytes(size)).fill((byte) 0);
@@ -226,7 +236,10 @@ public final class TestFrontend implements AutoCloseable {
     private final int memfd;
     private final MappedMemory mapping;
     private final MemorySegment ram;
-    private final Ring[] rings = new Ring[2];
+    private final Ring[] rings;
+    /** The rings the guest TX/RX helpers use (pair 0's unless {@link #usePair} chose another). */
+    private int txRing = TX;
+    private int rxRing = RX;
     private final long bufferStart;
     private long nextBuffer;
     private boolean ackEnabled;
@@ -241,7 +254,8 @@ public final class TestFrontend implements AutoCloseable {
         this.mapping = SharedMemory.map(memfd, options.mmapOffset + options.memorySize, 0);
         this.ram = mapping.segment().asSlice(options.mmapOffset, options.memorySize);
         long at = 0;
-        for (int q = 0; q < 2; q++) {
+        this.rings = new Ring[2 * options.queuePairs];
+        for (int q = 0; q < rings.length; q++) {
             int n = options.queueSize;
             long desc = at;
             long avail = align(desc + descTableBytes(n), 4096);
@@ -306,7 +320,8 @@ public final class TestFrontend implements AutoCloseable {
         expectOk(setFeatures(wanted), "SET_FEATURES");
         if (options.protocolFeatures) {
             long offeredProtocol = getProtocolFeatures();
-            long wantedProtocol = options.replyAck ? Features.bit(Features.PROTOCOL_F_REPLY_ACK) : 0;
+            long wantedProtocol = (options.replyAck ? Features.bit(Features.PROTOCOL_F_REPLY_ACK) : 0)
+                    | (options.queuePairs > 1 ? Features.bit(Features.PROTOCOL_F_MQ) : 0);
             if ((offeredProtocol & wantedProtocol) != wantedProtocol) {
                 throw new AssertionError("backend does not offer REPLY_ACK");
             }
@@ -319,6 +334,20 @@ public final class TestFrontend implements AutoCloseable {
             setUpRing(q, options.initialBase());
         }
         sync();
+        return this;
+    }
+
+    /** Sets up both rings of pair {@code pair} (as {@link #setUp()} does for pair 0). */
+    public void setUpPair(int pair) throws IOException {
+        setUpRing(2 * pair, options.initialBase());
+        setUpRing(2 * pair + 1, options.initialBase());
+        sync();
+    }
+
+    /** Makes the guest TX and RX helpers (transmit, txCompleted, postRxBuffers, receive...) use pair {@code pair}. */
+    public TestFrontend usePair(int pair) {
+        txRing = 2 * pair + 1;
+        rxRing = 2 * pair;
         return this;
     }
 
@@ -770,7 +799,7 @@ public final class TestFrontend implements AutoCloseable {
 
     /** Transmits exactly these descriptor contents (the caller includes the header), chained or indirect. */
     public int transmitParts(byte[][] parts, boolean indirect) {
-        Ring r = rings[TX];
+        Ring r = rings[txRing];
         List<long[]> buffers = new ArrayList<>();
         for (byte[] part : parts) {
             long gpa = allocate(Math.max(1, part.length));
@@ -785,30 +814,30 @@ public final class TestFrontend implements AutoCloseable {
                 boolean last = i == parts.length - 1;
                 writeIndirectDescriptor(table, i, buffers.get(i)[0], parts[i].length, last ? 0 : DESC_F_NEXT, last ? 0 : i + 1);
             }
-            head = takeDescriptor(TX);
-            writeDescriptor(TX, head, table, DESC_SIZE * parts.length, DESC_F_INDIRECT, 0);
+            head = takeDescriptor(txRing);
+            writeDescriptor(txRing, head, table, DESC_SIZE * parts.length, DESC_F_INDIRECT, 0);
             ids = new int[] {head};
         } else {
             ids = new int[parts.length];
             for (int i = 0; i < parts.length; i++) {
-                ids[i] = takeDescriptor(TX);
+                ids[i] = takeDescriptor(txRing);
             }
             for (int i = 0; i < parts.length; i++) {
                 boolean last = i == parts.length - 1;
-                writeDescriptor(TX, ids[i], buffers.get(i)[0], parts[i].length, last ? 0 : DESC_F_NEXT, last ? 0 : ids[i + 1]);
+                writeDescriptor(txRing, ids[i], buffers.get(i)[0], parts[i].length, last ? 0 : DESC_F_NEXT, last ? 0 : ids[i + 1]);
             }
             head = ids[0];
         }
         r.chainIds.put(head, ids);
         r.chainBuffers.put(head, buffers);
         inOrderHeads.add(head);
-        publish(TX, head);
+        publish(txRing, head);
         return head;
     }
 
     /** The TX used entries the device returned since the last call; their descriptors become free again. */
     public List<Used> txCompleted() {
-        return consumeUsed(TX);
+        return consumeUsed(txRing);
     }
 
     /**
@@ -817,8 +846,8 @@ public final class TestFrontend implements AutoCloseable {
      * made available.
      */
     public List<Used> txCompletedInOrder() {
-        Ring r = rings[TX];
-        int idx = usedIdx(TX);
+        Ring r = rings[txRing];
+        int idx = usedIdx(txRing);
         List<Used> out = new ArrayList<>();
         while (r.lastUsed != idx) {
             int head = inOrderHeads.poll();
@@ -845,7 +874,7 @@ public final class TestFrontend implements AutoCloseable {
     }
 
     private void release(Ring r, int head) {
-        if (r.index == TX) {
+        if (r.index == txRing) {
             inOrderHeads.remove(Integer.valueOf(head));
         }
         int[] ids = r.chainIds.remove(head);
@@ -879,22 +908,22 @@ public final class TestFrontend implements AutoCloseable {
 
     /** As {@link #postRxChain} with the given flags on every descriptor (NEXT is added for all but the last). */
     public int postRxChainWithFlags(int flags, int... sizes) {
-        Ring r = rings[RX];
+        Ring r = rings[rxRing];
         int[] ids = new int[sizes.length];
         List<long[]> buffers = new ArrayList<>();
         for (int i = 0; i < sizes.length; i++) {
-            ids[i] = takeDescriptor(RX);
+            ids[i] = takeDescriptor(rxRing);
             long gpa = allocate(sizes[i]);
             ram.asSlice(gpa - GUEST_PHYS_BASE, sizes[i]).fill((byte) 0xEE);
             buffers.add(new long[] {gpa, sizes[i]});
         }
         for (int i = 0; i < sizes.length; i++) {
             boolean last = i == sizes.length - 1;
-            writeDescriptor(RX, ids[i], buffers.get(i)[0], sizes[i], flags | (last ? 0 : DESC_F_NEXT), last ? 0 : ids[i + 1]);
+            writeDescriptor(rxRing, ids[i], buffers.get(i)[0], sizes[i], flags | (last ? 0 : DESC_F_NEXT), last ? 0 : ids[i + 1]);
         }
         r.chainIds.put(ids[0], ids);
         r.chainBuffers.put(ids[0], buffers);
-        publish(RX, ids[0]);
+        publish(rxRing, ids[0]);
         return ids[0];
     }
 
@@ -903,8 +932,8 @@ public final class TestFrontend implements AutoCloseable {
      * virtio-net header whose num_buffers says how many used entries (buffers) the frame spans.
      */
     public List<RxFrame> receive() {
-        Ring r = rings[RX];
-        int idx = usedIdx(RX);
+        Ring r = rings[rxRing];
+        int idx = usedIdx(rxRing);
         List<RxFrame> frames = new ArrayList<>();
         while (r.lastUsed != idx) {
             byte[] first = takeUsedBytes(r);
@@ -931,7 +960,7 @@ public final class TestFrontend implements AutoCloseable {
     }
 
     private byte[] takeUsedBytes(Ring r) {
-        Used u = usedEntry(RX, r.lastUsed);
+        Used u = usedEntry(rxRing, r.lastUsed);
         r.lastUsed = (r.lastUsed + 1) & 0xFFFF;
         List<long[]> buffers = r.chainBuffers.get(u.id());
         if (buffers == null) {

@@ -38,10 +38,15 @@ public final class VhostUserPort implements AutoCloseable {
     private volatile boolean connected;
 
     public VhostUserPort(String name, Path socketPath, Role role) {
+        this(name, socketPath, role, 1);
+    }
+
+    /** A port whose device serves {@code queuePairs} queue pairs. */
+    public VhostUserPort(String name, Path socketPath, Role role, int queuePairs) {
         this.name = name;
         this.socketPath = socketPath;
         this.role = role;
-        this.device = new VirtioNetDevice(name);
+        this.device = new VirtioNetDevice(name, queuePairs);
         this.thread = Thread.ofPlatform().name("vhost-" + name).daemon(true).unstarted(this::run);
     }
 
@@ -144,7 +149,12 @@ public final class VhostUserPort implements AutoCloseable {
         connection = socket;
         connected = true;
         counters.connections++;
-        LOG.log(Level.INFO, "port {0}: frontend connected on {1}", name, socketPath);
+        if (device.queuePairs() > 1) {
+            LOG.log(Level.INFO, "port {0}: frontend connected on {1} (up to {2} queue pairs)", name, socketPath,
+                    device.queuePairs());
+        } else {
+            LOG.log(Level.INFO, "port {0}: frontend connected on {1}", name, socketPath);
+        }
         try (VhostUserSession session = new VhostUserSession(name, socket, device, counters)) {
             session.serve();
             LOG.log(Level.INFO, "port {0}: frontend disconnected", name);

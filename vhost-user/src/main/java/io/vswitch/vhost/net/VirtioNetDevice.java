@@ -32,19 +32,31 @@ import java.util.function.Consumer;
  * with REM_MEM_REG while the data path runs. Other guest memory and kick eventfds are released only while the
  * data path is stopped, after {@link #stop()} waited for quiescence.
  *
- * <p>Queue numbering is virtio-net's: 0 is the guest's receive queue (we enqueue), 1 its transmit queue
- * (we dequeue).
+ * <p>Queue numbering is virtio-net's: 2p is queue pair p's receive queue (we enqueue), 2p+1 its transmit
+ * queue (we dequeue). A multiqueue device ({@link #queuePairs()} above 1) runs as soon as pair 0 is started and
+ * enabled; every other pair joins when both its rings are started and enabled, which the worker sees in
+ * {@link #rxMask()} and {@link #txMask()}. Those masks change only while the data path is stopped (every
+ * message that starts, enables or disables a ring stops it first), so within one {@link #generation()} they
+ * are fixed. A fault on any queue stops the whole device (the port is isolated as a whole, like a single-queue
+ * port; other ports keep forwarding).
  */
 public final class VirtioNetDevice {
     public static final int RX_QUEUE = 0;
     public static final int TX_QUEUE = 1;
     public static final int QUEUES = 2;
+    /** Most queue pairs a device serves (the topology's {@code queues} bound). */
+    public static final int MAX_QUEUE_PAIRS = 16;
 
     private static final System.Logger LOG = System.getLogger("vswitch.vhost");
 
     private final String name;
     private final VirtQueue[] queues;
-    private final QueueSetup[] setup = {new QueueSetup(), new QueueSetup()};
+    private final QueueSetup[] setup;
+    /** Queue pairs this device offers (GET_QUEUE_NUM); rings 0..2*pairs-1 exist. */
+    private final int pairs;
+    /** Pairs whose receive (transmit) ring is started, configured and enabled: bit p for pair p. Fixed while running. */
+    private volatile int rxMask;
+    private volatile int txMask;
     private GuestMemory memory = GuestMemory.empty();
     private long features;
     private long protocolFeatures;
@@ -104,8 +116,41 @@ public final class VirtioNetDevice {
     }
 
     public VirtioNetDevice(String name) {
+        this(name, 1);
+    }
+
+    /** A device with {@code queuePairs} queue pairs (1..{@link #MAX_QUEUE_PAIRS}). */
+    public VirtioNetDevice(String name, int queuePairs) {
+        if (queuePairs < 1 || queuePairs > MAX_QUEUE_PAIRS) {
+            throw new IllegalArgumentException("queue pairs " + queuePairs + " outside 1.." + MAX_QUEUE_PAIRS);
+        }
         this.name = name;
-        this.queues = new VirtQueue[] {new VirtQueue(name + " rx"), new VirtQueue(name + " tx")};
+        this.pairs = queuePairs;
+        this.queues = new VirtQueue[2 * queuePairs];
+        this.setup = new QueueSetup[2 * queuePairs];
+        for (int p = 0; p < queuePairs; p++) {
+            String suffix = queuePairs == 1 ? "" : Integer.toString(p);
+            queues[2 * p] = new VirtQueue(name + " rx" + suffix);
+            queues[2 * p + 1] = new VirtQueue(name + " tx" + suffix);
+        }
+        for (int i = 0; i < setup.length; i++) {
+            setup[i] = new QueueSetup();
+        }
+    }
+
+    /** Queue pairs the device offers (GET_QUEUE_NUM). */
+    public int queuePairs() {
+        return pairs;
+    }
+
+    /** The feature bits offered (GET_FEATURES): multiqueue only with more than one pair. */
+    public long offeredFeatures() {
+        return Features.deviceFeatures(pairs);
+    }
+
+    /** The protocol feature bits offered (GET_PROTOCOL_FEATURES). */
+    public long offeredProtocolFeatures() {
+        return Features.protocolFeatures(pairs);
     }
 
     public String name() {
@@ -119,14 +164,34 @@ public final class VirtioNetDevice {
         return running;
     }
 
-    /** The guest's receive queue: we enqueue into it. */
+    /** The guest's receive queue of pair 0: we enqueue into it. */
     public VirtQueue rxQueue() {
         return queues[RX_QUEUE];
     }
 
-    /** The guest's transmit queue: we dequeue from it. */
+    /** The guest's transmit queue of pair 0: we dequeue from it. */
     public VirtQueue txQueue() {
         return queues[TX_QUEUE];
+    }
+
+    /** The receive queue of pair {@code pair}. */
+    public VirtQueue rxQueue(int pair) {
+        return queues[2 * pair];
+    }
+
+    /** The transmit queue of pair {@code pair}. */
+    public VirtQueue txQueue(int pair) {
+        return queues[2 * pair + 1];
+    }
+
+    /** Pairs whose receive queue the worker may fill (bit p: pair p); 0 while not running. Fixed per generation. */
+    public int rxMask() {
+        return rxMask;
+    }
+
+    /** Pairs whose transmit queue the worker polls (bit p: pair p); 0 while not running. Fixed per generation. */
+    public int txMask() {
+        return txMask;
     }
 
     /**
@@ -134,7 +199,12 @@ public final class VirtioNetDevice {
      * the frontend gave none. The caller owns (and closes) the duplicate. Call only while running.
      */
     public EventFd duplicateTxKick() {
-        EventFd kick = setup[TX_QUEUE].kick;
+        return duplicateTxKick(0);
+    }
+
+    /** Like {@link #duplicateTxKick()} for the transmit queue of pair {@code pair}. */
+    public EventFd duplicateTxKick(int pair) {
+        EventFd kick = setup[2 * pair + 1].kick;
         return kick == null || kick.isClosed() ? null : kick.duplicate();
     }
 
@@ -179,7 +249,15 @@ public final class VirtioNetDevice {
 
     /** True once a queue fault or a rejected setup stopped the device until the frontend resets it. */
     public boolean isBroken() {
-        return broken || queues[0].isBroken() || queues[1].isBroken();
+        if (broken) {
+            return true;
+        }
+        for (VirtQueue q : queues) {
+            if (q.isBroken()) {
+                return true;
+            }
+        }
+        return false;
     }
 
     // ---------------------------------------------------------------- control threads
@@ -297,7 +375,7 @@ public final class VirtioNetDevice {
 
     /** Accepts negotiated features; returns an error text when the frontend asks for something not offered. */
     public synchronized String setFeatures(long requested) {
-        long unknown = requested & ~Features.DEVICE_FEATURES;
+        long unknown = requested & ~offeredFeatures();
         if (unknown != 0) {
             return "frontend set features we never offered: 0x" + Long.toHexString(unknown);
         }
@@ -320,7 +398,7 @@ public final class VirtioNetDevice {
     }
 
     public synchronized String setProtocolFeatures(long requested) {
-        long unknown = requested & ~Features.PROTOCOL_FEATURES;
+        long unknown = requested & ~offeredProtocolFeatures();
         if (unknown != 0) {
             return "frontend set protocol features we never offered: 0x" + Long.toHexString(unknown);
         }
@@ -331,6 +409,7 @@ public final class VirtioNetDevice {
     /** Replaces guest memory (SET_MEM_TABLE). Rings started on the old memory are translated again on the new one. */
     public synchronized void setMemory(GuestMemory newMemory) {
         GuestMemory old = memory;
+        regionRefs.clear();
         swapMemory(newMemory, old::close);
     }
 
@@ -349,6 +428,49 @@ public final class VirtioNetDevice {
     }
 
     /**
+     * Extra references to mapped regions, by guest-physical address: a multiqueue QEMU has one vhost device per
+     * queue pair on the same connection, and each sends ADD_MEM_REG (and later REM_MEM_REG) for every region
+     * of guest memory. The second ADD of an identical region only counts here; a REM drops a reference first.
+     */
+    private final java.util.Map<Long, Integer> regionRefs = new java.util.HashMap<>();
+
+    /**
+     * ADD_MEM_REG of a region identical to one already mapped (address, size, frontend address, offset): takes
+     * one more reference on it instead of mapping it again, and returns it; null when there is no such region.
+     */
+    public synchronized MemoryRegion addReference(long guestPhysAddr, long size, long userAddr, long mmapOffset) {
+        for (int i = 0; i < memory.regionCount(); i++) {
+            MemoryRegion r = memory.region(i);
+            if (r.guestPhysAddr() == guestPhysAddr && r.size() == size && r.userAddr() == userAddr
+                    && r.mmapOffset() == mmapOffset) {
+                regionRefs.merge(guestPhysAddr, 1, Integer::sum);
+                return r;
+            }
+        }
+        return null;
+    }
+
+    /** Drops an extra reference taken by {@link #addReference}; returns the region still mapped, or null when none was taken. */
+    private MemoryRegion dropReference(long guestPhysAddr, long size, long userAddr) {
+        Integer refs = regionRefs.get(guestPhysAddr);
+        if (refs == null) {
+            return null;
+        }
+        for (int i = 0; i < memory.regionCount(); i++) {
+            MemoryRegion r = memory.region(i);
+            if (r.guestPhysAddr() == guestPhysAddr && r.size() == size && r.userAddr() == userAddr) {
+                if (refs == 1) {
+                    regionRefs.remove(guestPhysAddr);
+                } else {
+                    regionRefs.put(guestPhysAddr, refs - 1);
+                }
+                return r;
+            }
+        }
+        return null;
+    }
+
+    /**
      * Removes one region (REM_MEM_REG). When no ring lies in it, the data path keeps running: the queues
      * translate in the smaller memory from their next descriptor, and the region is unmapped by
      * {@link #releaseRetired()} once the worker can no longer be using the old memory (a descriptor the guest
@@ -357,6 +479,10 @@ public final class VirtioNetDevice {
      * stopped until the frontend sets the ring up again.
      */
     public synchronized MemoryRegion removeRegion(long guestPhysAddr, long size, long userAddr) {
+        MemoryRegion stillUsed = dropReference(guestPhysAddr, size, userAddr);
+        if (stillUsed != null) {
+            return stillUsed;   // another queue pair's vhost device of the frontend still holds it
+        }
         MemoryRegion[] removed = new MemoryRegion[1];
         GuestMemory smaller = memory.without(guestPhysAddr, size, userAddr, removed);
         if (holdsARing(removed[0])) {
@@ -372,7 +498,7 @@ public final class VirtioNetDevice {
     }
 
     private boolean holdsARing(MemoryRegion region) {
-        for (int i = 0; i < QUEUES; i++) {
+        for (int i = 0; i < queues.length; i++) {
             QueueSetup s = setup[i];
             if (queues[i].isConfigured() && (GuestMemory.touches(region, s.descAddr, SplitRing.descTableBytes(s.size))
                     || GuestMemory.touches(region, s.availAddr, SplitRing.availBytes(s.size))
@@ -385,7 +511,7 @@ public final class VirtioNetDevice {
 
     private void swapMemory(GuestMemory next, Runnable releaseOld) {
         stop();
-        for (int i = 0; i < QUEUES; i++) {
+        for (int i = 0; i < queues.length; i++) {
             if (queues[i].isConfigured()) {
                 // keep the ring's position: what we processed is in the queue, not in the frontend's base
                 setup[i].base = queues[i].lastAvailIndex();
@@ -592,8 +718,12 @@ public final class VirtioNetDevice {
         }
     }
 
-    private static String checkIndex(int index) {
-        return index >= 0 && index < QUEUES ? null : "queue index " + index + " out of range (this device has " + QUEUES + ")";
+    private String checkIndex(int index) {
+        if (index >= 0 && index < queues.length) {
+            return null;
+        }
+        return "queue index " + Integer.toUnsignedString(index) + " out of range: the port has " + pairs + " queue pair(s), rings 0.."
+                + (queues.length - 1) + (pairs < MAX_QUEUE_PAIRS ? " (raise the port's 'queues' for more)" : "");
     }
 
     /**
@@ -601,7 +731,7 @@ public final class VirtioNetDevice {
      * frontend through the error eventfd, and keeps the device stopped until the frontend sets the ring up again.
      */
     public synchronized void reportFault() {
-        for (int i = 0; i < QUEUES; i++) {
+        for (int i = 0; i < queues.length; i++) {
             VirtQueue q = queues[i];
             if (q.isBroken() && !broken) {
                 broken = true;
@@ -628,7 +758,7 @@ public final class VirtioNetDevice {
     public synchronized void reset() {
         stop();
         releaseRetired();
-        for (int i = 0; i < QUEUES; i++) {
+        for (int i = 0; i < queues.length; i++) {
             QueueSetup s = setup[i];
             queues[i].unconfigure();
             queues[i].setCall(null);
@@ -641,6 +771,8 @@ public final class VirtioNetDevice {
         }
         memory.close();
         memory = GuestMemory.empty();
+        regionRefs.clear();
+        loggedShape = -1;
         features = 0;
         applyDirtyLog();
         if (dirtyLog != null) {
@@ -659,22 +791,31 @@ public final class VirtioNetDevice {
     private void stop() {
         if (running) {
             running = false;
+            rxMask = 0;
+            txMask = 0;
             quiescence.await();
             notifyListeners();
         }
     }
 
-    /** Starts the data path when both rings are ready; configures rings that are started but not yet configured. */
+    /**
+     * Starts the data path when pair 0's rings are ready and enabled; configures rings that are started but not
+     * yet configured, and publishes which other pairs are ready and enabled ({@link #rxMask()}, {@link #txMask()}).
+     */
     private void update() {
         if (running) {
             return;
         }
         boolean ready = true;
-        for (int i = 0; i < QUEUES; i++) {
+        int rx = 0;
+        int tx = 0;
+        for (int i = 0; i < queues.length; i++) {
             QueueSetup s = setup[i];
             VirtQueue q = queues[i];
             if (!s.started || !s.addressed || s.size == 0 || memory.regionCount() == 0) {
-                ready = false;
+                if (i < QUEUES) {
+                    ready = false;
+                }
                 continue;
             }
             if (!q.isConfigured()) {
@@ -689,19 +830,67 @@ public final class VirtioNetDevice {
                 }
                 q.setCall(s.call);
                 q.setUsedLogAddress(s.usedLogAddr);
-                broken = false;
+                broken = false;   // a ring set up again (after a fault, after a refused set-up) starts clean
             }
             if (!s.enabled) {
-                ready = false;
+                if (i < QUEUES) {
+                    ready = false;
+                }
+                continue;
+            }
+            if ((i & 1) == 0) {
+                rx |= 1 << (i >> 1);
+            } else {
+                tx |= 1 << (i >> 1);
             }
         }
         if (ready && !isBroken()) {
             generation++;
-            running = true;
-            LOG.log(Level.INFO, "port {0}: link up (features 0x{1}, rx {2} / tx {3} entries, {4} memory region(s))", name,
-                    Long.toHexString(features), setup[RX_QUEUE].size, setup[TX_QUEUE].size, memory.regionCount());
+            rxMask = rx;
+            txMask = tx;
+            running = true;   // publishes the masks
+            if (pairs == 1) {
+                LOG.log(Level.INFO, "port {0}: link up (features 0x{1}, rx {2} / tx {3} entries, {4} memory region(s))", name,
+                        Long.toHexString(features), setup[RX_QUEUE].size, setup[TX_QUEUE].size, memory.regionCount());
+            } else {
+                // a multiqueue frontend sets pair after pair up on a running device: each message restarts the data
+                // path, and only a change of what is in use is worth a line
+                long shape = ((long) rx << 16) | tx;
+                Level level = shape == loggedShape ? Level.DEBUG : Level.INFO;
+                loggedShape = shape;
+                LOG.log(level, "port {0}: link up (features 0x{1}, {2} of {3} queue pair(s) enabled: rx {4}, tx {5};"
+                        + " {6} / {7} entries, {8} memory region(s))", name, Long.toHexString(features),
+                        Integer.bitCount(rx & tx), pairs, pairList(rx), pairList(tx), setup[RX_QUEUE].size,
+                        setup[TX_QUEUE].size, memory.regionCount());
+            }
             notifyListeners();
         }
+    }
+
+    /** The pairs in use when link up was last logged (rx << 16 | tx), -1 after a reset. */
+    private long loggedShape = -1;
+
+    /** "0,1,3" for the pairs of {@code mask}. */
+    public static String pairList(int mask) {
+        if (mask == 0) {
+            return "none";
+        }
+        StringBuilder b = new StringBuilder();
+        for (int m = mask; m != 0; m &= m - 1) {
+            b.append(b.isEmpty() ? "" : ",").append(Integer.numberOfTrailingZeros(m));
+        }
+        return b.toString();
+    }
+
+    /** Queue pairs a frontend enabled, whether or not the device runs: for {@code vswitch show}. */
+    public synchronized int enabledPairs() {
+        int n = 0;
+        for (int p = 0; p < pairs; p++) {
+            if (setup[2 * p].enabled && setup[2 * p + 1].enabled && setup[2 * p].started && setup[2 * p + 1].started) {
+                n++;
+            }
+        }
+        return n;
     }
 
     private synchronized void notifyListeners() {

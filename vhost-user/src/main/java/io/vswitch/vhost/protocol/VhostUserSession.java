@@ -98,9 +98,9 @@ public final class VhostUserSession implements AutoCloseable {
         final DataPath untouched = DataPath.UNTOUCHED;
         final DataPath grace = DataPath.GRACE_PERIOD;
         final DataPath stopped = DataPath.STOPPED;
-        on(VhostUserRequest.GET_FEATURES, 0, untouched, (m, f) -> replyU64(m, Features.DEVICE_FEATURES));
+        on(VhostUserRequest.GET_FEATURES, 0, untouched, (m, f) -> replyU64(m, device.offeredFeatures()));
         on(VhostUserRequest.SET_FEATURES, U64_SIZE, untouched, (m, f) -> apply(device.setFeatures(m.u64(0))));
-        on(VhostUserRequest.GET_PROTOCOL_FEATURES, 0, untouched, (m, f) -> replyU64(m, Features.PROTOCOL_FEATURES));
+        on(VhostUserRequest.GET_PROTOCOL_FEATURES, 0, untouched, (m, f) -> replyU64(m, device.offeredProtocolFeatures()));
         on(VhostUserRequest.SET_PROTOCOL_FEATURES, U64_SIZE, untouched, (m, f) -> apply(device.setProtocolFeatures(m.u64(0))));
         on(VhostUserRequest.SET_OWNER, 0, untouched, (m, f) -> false);
         on(VhostUserRequest.RESET_OWNER, 0, stopped, (m, f) -> {
@@ -111,7 +111,8 @@ public final class VhostUserSession implements AutoCloseable {
             device.reset();
             return false;
         });
-        on(VhostUserRequest.GET_QUEUE_NUM, 0, untouched, (m, f) -> replyU64(m, 1));
+        // the queue pairs the port serves (its topology's 'queues'); a frontend that wants more refuses to start
+        on(VhostUserRequest.GET_QUEUE_NUM, 0, untouched, (m, f) -> replyU64(m, device.queuePairs()));
         on(VhostUserRequest.GET_MAX_MEM_SLOTS, 0, untouched, (m, f) -> replyU64(m, GuestMemory.MAX_REGIONS));
         on(VhostUserRequest.SET_MEM_TABLE, Entry.VARIABLE, stopped, this::setMemTable);
         // regions come and go while the guest runs (memory hotplug): the rings stay, a removed region is
@@ -380,6 +381,15 @@ public final class VhostUserSession implements AutoCloseable {
     private boolean addMemReg(VhostUserMessage m, ReceivedFds f) throws Refused {
         if (f.count() != 1) {
             throw new Refused("ADD_MEM_REG needs one descriptor, got " + f.count());
+        }
+        MemoryRegion known = device.addReference(m.u64(MEM_REG_REGION + REGION_GUEST_PHYS),
+                m.u64(MEM_REG_REGION + REGION_MEMORY_SIZE), m.u64(MEM_REG_REGION + REGION_USERSPACE),
+                m.u64(MEM_REG_REGION + REGION_MMAP_OFFSET));
+        if (known != null) {
+            // a multiqueue frontend's other vhost device adds the regions again: counted, not mapped twice
+            // (the descriptor is closed with the message's)
+            LOG.log(Level.DEBUG, "port {0}: memory region {1} added again (one more reference)", port, known);
+            return false;
         }
         MemoryRegion region;
         try {
