@@ -650,6 +650,11 @@ final class Worker implements Agent {
             return;
         }
         if (dst.worker != id) {
+            SwitchPort[] members = dst.fanout;
+            if (members != null && members[id] != null) {   // served here too (PACKET_FANOUT): out of our own socket
+                deliverLocal(members[id], b, frame, null, 0, length, vlan, tagged);
+                return;
+            }
             stage(dst.worker, src, dst.index, b, frame, length, vlan, tagged);
             return;
         }
@@ -810,7 +815,9 @@ final class Worker implements Agent {
                     deliverBuffer(allPorts[dst], memory, at + META_SIZE, length, vlan, tagged);
                 } else {
                     for (SwitchPort port : ports) {
-                        deliverBuffer(port, memory, at + META_SIZE, length, vlan, tagged);
+                        if (port.fanout == null || port.fanout[w] == null) {   // else worker w sent it out there
+                            deliverBuffer(port, memory, at + META_SIZE, length, vlan, tagged);
+                        }
                     }
                 }
             }
