@@ -47,6 +47,8 @@ exec 9>/tmp/vswitch-build.lock
 if [[ $BUILD == 1 ]]; then (cd "$ROOT" && mvn -B -q -o -pl switch -am package -DskipTests); fi
 cc -O2 -o "$WORK/udpblast" "$ROOT/bench/tools/udpblast.c"
 BLAST="$WORK/udpblast"
+JVM_FLAGS=(--enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow
+           --add-exports java.base/jdk.internal.misc=ALL-UNNAMED -XX:+UseParallelGC -Xms256m)
 A="ip netns exec vsu2-a"; B="ip netns exec vsu2-b"; C="ip netns exec vsu2-c"
 
 underlay() {
@@ -112,13 +114,13 @@ ports:
   - {name: vx, type: vxlan, local: "192.0.2.2:4789", remote: 192.0.2.1, vni: 42}
   - {name: lan, type: afpacket, interface: vsu2-c0}
 YAML
-    $B taskset -c 1 "$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \
-        ${KERNEL_VXLAN_JVM_OPTS:-} -jar "$ROOT/switch/target/vswitch.jar" run -c "$WORK/vswitch.yaml" >"$WORK/switch.log" 2>&1 &
+    # shellcheck disable=SC2086  # KERNEL_VXLAN_JVM_OPTS: extra JVM options, e.g. -Dvswitch.vxlan.segmentation=false
+    $B taskset -c 1 "$JAVA_HOME/bin/java" "${JVM_FLAGS[@]}" ${KERNEL_VXLAN_JVM_OPTS:-} -jar "$ROOT/switch/target/vswitch.jar" run -c "$WORK/vswitch.yaml" >"$WORK/switch.log" 2>&1 &
     SWITCH_PID=$!
     for _ in $(seq 1 300); do grep -q "vswitch up" "$WORK/switch.log" && break; sleep 0.1; done
     grep -q "vswitch up" "$WORK/switch.log" || { cat "$WORK/switch.log" >&2; exit 1; }
     measure vswitch vsu2-c "$1"
-    "$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED -jar "$ROOT/switch/target/vswitch.jar" stats \
+    "$JAVA_HOME/bin/java" "${JVM_FLAGS[@]}" -jar "$ROOT/switch/target/vswitch.jar" stats \
         --counters "$WORK/run/counters" >"$WORK/stats-$1.txt" 2>&1 || true
     teardown
 }

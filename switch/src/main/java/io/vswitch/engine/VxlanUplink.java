@@ -73,6 +73,13 @@ final class VxlanUplink implements Uplink {
     /** A receive buffer with GRO on: the largest coalesced payload (an IPv4 UDP payload is at most 65507). */
     static final int GRO_BUFFER = 65536;
 
+    /** Read the kernel's drop count of the socket (SO_MEMINFO, a getsockopt) once every this many receives. */
+    static final int STATS_EVERY = 1024;
+    static final int SO_MEMINFO = 55;
+    /** struct sk_meminfo: u32[SK_MEMINFO_VARS = 9]; SK_MEMINFO_DROPS = 8 counts datagrams dropped (buffer full). */
+    static final int SK_MEMINFO_SIZE = 36;
+    static final int SK_MEMINFO_DROPS = 8;
+
     static boolean segmentationDefault() {
         String v = System.getProperty(SEGMENTATION_PROPERTY);
         return v == null ? SEGMENTATION_DEFAULT : Boolean.parseBoolean(v);
@@ -132,6 +139,11 @@ final class VxlanUplink implements Uplink {
     private long pendingOverMtu;
     private long pendingTxError;
     private long pendingNoBuffers;
+    private long pendingKernelDrops;
+    private long kernelDropsSeen;
+    private int receives;
+    private final MemorySegment meminfo;
+    private final MemorySegment meminfoLength;
     private boolean closed;
 
     /**
@@ -162,6 +174,8 @@ final class VxlanUplink implements Uplink {
         this.rxBufferSize = gro ? GRO_BUFFER : slotSize;
         rxBuffers = arena.allocate((long) rxSlots * rxBufferSize, 64);
         rxNames = arena.allocate((long) rxSlots * Sockets.SOCKADDR_IN_SIZE, 8);
+        meminfo = arena.allocate(SK_MEMINFO_SIZE, 4);
+        meminfoLength = arena.allocate(4, 4);
         rxControl = arena.allocate((long) rxSlots * UdpCmsg.SPACE, 8);
         rxSegmentSize = new int[rxSlots];
         rx = new MsgVec(arena.allocate((long) rxSlots * MsgVec.MMSGHDR_SIZE, 8),
@@ -241,6 +255,10 @@ final class VxlanUplink implements Uplink {
 
     @Override
     public int receive(PacketBatch batch) {
+        if (++receives == STATS_EVERY) {
+            receives = 0;
+            readKernelDrops();
+        }
         if (gro) {
             return receiveCoalesced(batch);
         }
@@ -367,6 +385,17 @@ final class VxlanUplink implements Uplink {
             rxNextSegment = 0;
         }
         return frames;
+    }
+
+    /** Datagrams the kernel dropped because the socket's receive buffer was full: drop_rx_ring_full. */
+    private void readKernelDrops() {
+        meminfoLength.set(ValueLayout.JAVA_INT, 0, SK_MEMINFO_SIZE);
+        if (Sockets.getOption(fd, Sockets.SOL_SOCKET, SO_MEMINFO, meminfo, meminfoLength) == 0
+                && meminfoLength.get(ValueLayout.JAVA_INT, 0) >= SK_MEMINFO_SIZE) {
+            long drops = Integer.toUnsignedLong(meminfo.get(ValueLayout.JAVA_INT, (long) SK_MEMINFO_DROPS * 4));
+            pendingKernelDrops += (drops - kernelDropsSeen) & 0xFFFF_FFFFL;   // cumulative, 32 bits
+            kernelDropsSeen = drops;
+        }
     }
 
     private int remoteOf(int address) {
@@ -592,7 +621,8 @@ final class VxlanUplink implements Uplink {
 
     @Override
     public void publishCounts() {
-        if ((pendingMalformed | pendingVni | pendingForeign | pendingOverMtu | pendingTxError | pendingNoBuffers) == 0) {
+        if ((pendingMalformed | pendingVni | pendingForeign | pendingOverMtu | pendingTxError | pendingNoBuffers
+                | pendingKernelDrops) == 0) {
             return;
         }
         publish(counters.dropMalformed, pendingMalformed);
@@ -601,7 +631,9 @@ final class VxlanUplink implements Uplink {
         publish(portCounters.dropOverMtu, pendingOverMtu);
         publish(counters.dropTxError, pendingTxError);
         publish(portCounters.dropNoBuffers, pendingNoBuffers);
+        publish(portCounters.dropRxRingFull, pendingKernelDrops);
         pendingMalformed = pendingVni = pendingForeign = pendingOverMtu = pendingTxError = pendingNoBuffers = 0;
+        pendingKernelDrops = 0;
     }
 
     private static void publish(org.agrona.concurrent.status.AtomicCounter counter, long delta) {

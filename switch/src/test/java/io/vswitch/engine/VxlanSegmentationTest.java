@@ -140,6 +140,41 @@ class VxlanSegmentationTest {
         assertEquals(40, portCounters("b").dropOverMtu.get());
     }
 
+    @Test
+    void datagramsTheKernelDroppedForAFullSocketBufferAreCounted() throws Exception {
+        for (boolean segmentation : new boolean[] {false, true}) {
+            String tx = "tx" + segmentation;
+            String rx = "rx" + segmentation;
+            UplinkConfig.Endpoint a = endpoint();
+            UplinkConfig.Endpoint b = endpoint();
+            VxlanUplink sender = uplink(tx, a, List.of(b), 42, 1500, false);
+            VxlanUplink receiver = uplink(rx, b, List.of(a), 42, 1500, segmentation);
+            byte[] f = frame(0x020000000002L, 0x020000000001L, 1, 64);
+            MemorySegment[] seg = {segment(f)};
+            int total = 40_000;   // far more than a 4 MiB receive buffer holds while nobody reads
+            for (int i = 0; i < total; i++) {
+                sender.transmit(seg, new long[] {0}, new int[] {f.length}, 1, f.length);
+                if (i % 64 == 63) {
+                    sender.flush();
+                }
+            }
+            sender.flush();
+            sender.publishCounts();
+            long sent = total - portCounters(tx).dropNoBuffers.get() - uplinkCounters(tx).dropTxError.get();
+            PacketBatch batch = new PacketBatch(32);
+            long delivered = 0;
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while (delivered + portCounters(rx).dropRxRingFull.get() < sent && System.nanoTime() < deadline) {
+                delivered += receiver.receive(batch);
+                receiver.publishCounts();
+            }
+            long kernelDrops = portCounters(rx).dropRxRingFull.get();
+            assertTrue(kernelDrops > 0, "the socket buffer overflowed (segmentation " + segmentation + ")");
+            assertEquals(sent, delivered + kernelDrops, "every datagram delivered or counted (segmentation "
+                    + segmentation + ")");
+        }
+    }
+
     private long pendingDropsSeen;
 
     /** Receives until {@code expected} drops were counted (or 5 s passed); frames must not come through. */
