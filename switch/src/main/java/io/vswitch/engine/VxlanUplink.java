@@ -42,9 +42,9 @@ import java.nio.ByteOrder;
  * message with a {@code UDP_SEGMENT} cmsg, which the kernel cuts into datagrams (one route lookup and one skb
  * down the stack per group instead of per frame); on receive, {@code UDP_GRO} lets the kernel hand over a burst
  * of one sender's datagrams as one buffer with the segment size in a cmsg, which is split back into datagrams
- * here, each checked like a datagram that came alone. A group the kernel refuses (EIO/EINVAL: no checksum
- * offload on the route, a segment beyond the route's MTU) is sent again datagram by datagram, and
- * segmentation stays off on this port from then on.
+ * here, each checked like a datagram that came alone. A group the kernel refuses (EMSGSIZE, or EINVAL before
+ * Linux 6.x: a segment beyond the route's MTU; EIO on older kernels: no checksum offload on the route) is sent
+ * again datagram by datagram, and segmentation stays off on this port from then on.
  */
 final class VxlanUplink implements Uplink {
     static final int HEADER_SIZE = 8;
@@ -570,7 +570,7 @@ final class VxlanUplink implements Uplink {
                     pendingNoBuffers += groupFrames[g];
                 }
                 break;
-            } else if (groupFrames[sent] > 1 && (r == -Sockets.EIO || r == -Errno.EINVAL)) {
+            } else if (groupFrames[sent] > 1 && (r == -Sockets.EIO || r == -Errno.EINVAL || r == -Sockets.EMSGSIZE)) {
                 gso = false;   // the route cannot segment: this group datagram by datagram, and plain from now on
                 resendGroup(sent);
                 sent++;
@@ -609,6 +609,11 @@ final class VxlanUplink implements Uplink {
             msgBytes[k] = (int) gsoTx.iovLength(g, k);
         }
         sendPlain(0, n);
+    }
+
+    /** Whether transmits still use UDP_SEGMENT (false from the start without segmentation, or after a refusal). */
+    boolean segmenting() {
+        return gso;
     }
 
     long segmentedSends() {

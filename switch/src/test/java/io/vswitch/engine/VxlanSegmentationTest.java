@@ -175,6 +175,51 @@ class VxlanSegmentationTest {
         }
     }
 
+    /**
+     * A route whose MTU is smaller than a segment (a veth of MTU 1000, 1008-byte datagrams) refuses
+     * UDP_SEGMENT with EINVAL (older kernels also refuse it with EIO on a device without checksum offload): the
+     * group is sent again datagram by datagram (which the kernel fragments), nothing is lost, and the port
+     * stays on plain sends. Two namespaces {@code vsu2-*} (root only; skipped loudly otherwise).
+     */
+    @Test
+    void aRouteThatCannotSegmentGetsPlainDatagrams() throws Exception {
+        io.vswitch.testing.Netns.require();
+        String tag = io.vswitch.testing.Netns.tag();
+        int k = java.util.concurrent.ThreadLocalRandom.current().nextInt(1, 255);
+        try (io.vswitch.testing.Netns one = io.vswitch.testing.Netns.create("vsu2-" + tag + "-s");
+             io.vswitch.testing.Netns two = io.vswitch.testing.Netns.create("vsu2-" + tag + "-r")) {
+            one.veth("vsu2-" + tag + "s", "vsu2-" + tag + "r", 1000);
+            io.vswitch.testing.Netns.sh("ip link set vsu2-" + tag + "s netns " + two.name());
+            one.exec("ip addr add 10.217." + k + ".1/24 dev vsu2-" + tag + "r");
+            one.exec("ip link set vsu2-" + tag + "r up");
+            two.exec("ip addr add 10.217." + k + ".2/24 dev vsu2-" + tag + "s");
+            two.exec("ip link set vsu2-" + tag + "s up");
+            Inet4Address ip1 = (Inet4Address) InetAddress.ofLiteral("10.217." + k + ".1");
+            Inet4Address ip2 = (Inet4Address) InetAddress.ofLiteral("10.217." + k + ".2");
+            UplinkConfig.Endpoint a = new UplinkConfig.Endpoint(ip1, 4789);
+            UplinkConfig.Endpoint b = new UplinkConfig.Endpoint(ip2, 4789);
+            VxlanUplink tx = one.inside(() -> uplink("s", a, List.of(b), 42, 1500, true));   // sockets made inside
+            VxlanUplink rx = two.inside(() -> uplink("r", b, List.of(a), 42, 1500, true));
+            List<byte[]> sent = new ArrayList<>();
+            for (int round = 0; round < 2; round++) {
+                for (int i = 0; i < 20; i++) {
+                    byte[] f = frame(0x020000000002L, 0x020000000001L, round * 20 + i, 1000);
+                    sent.add(f);
+                    tx.transmit(new MemorySegment[] {segment(f)}, new long[] {0}, new int[] {f.length}, 1, f.length);
+                }
+                tx.flush();
+                tx.publishCounts();
+                assertTrue(!tx.segmenting(), "segmentation off after the refusal (segmented sends " + tx.segmentedSends()
+                        + ", tx errors " + uplinkCounters("s").dropTxError.get() + ", no buffers "
+                        + portCounters("s").dropNoBuffers.get() + ")");
+            }
+            tx.publishCounts();
+            assertEquals(0, uplinkCounters("s").dropTxError.get());
+            assertEquals(0, portCounters("s").dropNoBuffers.get());
+            assertFramesEqual(sent, receive(rx, new PacketBatch(32), sent.size()));   // the first send waits for ARP
+        }
+    }
+
     private long pendingDropsSeen;
 
     /** Receives until {@code expected} drops were counted (or 5 s passed); frames must not come through. */
@@ -211,7 +256,7 @@ class VxlanSegmentationTest {
         return portCounters.get(name);
     }
 
-    private VxlanUplink uplink(String name, UplinkConfig.Endpoint local, List<UplinkConfig.Endpoint> remotes, int vni,
+    private synchronized VxlanUplink uplink(String name, UplinkConfig.Endpoint local, List<UplinkConfig.Endpoint> remotes, int vni,
                                int mtu, boolean segmentation) {
         PortCounters p = new PortCounters(counters, name);
         UplinkCounters u = new UplinkCounters(counters, name);
