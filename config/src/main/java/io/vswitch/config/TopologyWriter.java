@@ -61,10 +61,15 @@ public final class TopologyWriter {
             case UplinkConfig.AfPacket a -> {
                 y.append(in).append("type: afpacket\n");
                 y.append(in).append("interface: ").append(quote(a.interfaceName())).append('\n');
+                if (a.fanout()) {
+                    y.append(in).append("workers: ").append(a.workers()).append('\n');
+                }
             }
         }
         y.append(in).append("notify: ").append(p.notifyMode().yamlName()).append('\n');
-        y.append(in).append("worker: ").append(p.worker()).append('\n');
+        if (!(p.uplink() instanceof UplinkConfig.AfPacket a && a.fanout())) {
+            y.append(in).append("worker: ").append(p.worker()).append('\n');   // else the first of its workers
+        }
         y.append(in).append("mac-limit: ").append(p.macLimit()).append('\n');
         switch (p.vlan()) {
             case VlanMode.Access a -> y.append(in).append("vlan: ").append(a.vlan()).append('\n');

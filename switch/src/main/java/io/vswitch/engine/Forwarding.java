@@ -140,19 +140,29 @@ final class Forwarding {
             return;
         }
         if (dst.worker != workerId) {
+            SwitchPort[] members = dst.fanout;
+            if (members != null && members[workerId] != null) {   // served here too (PACKET_FANOUT): out of our own socket
+                deliverLocal(members[workerId], b, frame, null, 0, length, vlan, tagged);
+                return;
+            }
             handoff.stage(dst.worker, allPorts, src, dst.index, b, frame, length, vlan, tagged);
             return;
         }
         deliverLocal(dst, b, frame, null, 0, length, vlan, tagged);
     }
 
-    /** A frame another worker handed over: to port {@code dst}, or to every port of this worker when it floods. */
-    void deliverHandedOver(MemorySegment memory, long offset, int length, int dst, int vlan, boolean tagged) {
+    /**
+     * A frame worker {@code from} handed over: to port {@code dst}, or to every port of this worker when it
+     * floods, except a fanout port that worker {@code from} also serves (it sent the flood out of its own socket).
+     */
+    void deliverHandedOver(int from, MemorySegment memory, long offset, int length, int dst, int vlan, boolean tagged) {
         if (dst >= 0) {
             deliverBuffer(allPorts[dst], memory, offset, length, vlan, tagged);
         } else {
             for (SwitchPort port : ports) {
-                deliverBuffer(port, memory, offset, length, vlan, tagged);
+                if (port.fanout == null || port.fanout[from] == null) {   // else worker 'from' sent it out there
+                    deliverBuffer(port, memory, offset, length, vlan, tagged);
+                }
             }
         }
     }

@@ -841,11 +841,16 @@ public final class LiveTopology {
         int access = next.vlan() instanceof VlanMode.Access a ? a.vlan() : -1;
         long[] trunk = SwitchPort.trunkBits(next.vlan() instanceof VlanMode.Trunk t ? t.vlans() : null);
         int maxFrame = next.maxFrameLength();
-        runOn(sw.workers().get(port.worker), () -> {
-            port.accessVlan = access;
-            port.trunk = trunk;
-            port.maxFrame = maxFrame;
-        });
+        for (SwitchPort member : port.fanout != null ? port.fanout : new SwitchPort[] {port}) {
+            if (member == null) {
+                continue;   // a worker that does not serve this fanout port
+            }
+            runOn(sw.workers().get(member.worker), () -> {   // every worker that polls the port: its own member
+                member.accessVlan = access;
+                member.trunk = trunk;
+                member.maxFrame = maxFrame;
+            });
+        }
         // the MTU a frontend may give its guest from now on (NET_SET_MTU); a guest already given a larger one keeps
         // it until it reconnects, and its longer frames are dropped as over_mtu
         if (port.device != null) {
