@@ -14,6 +14,7 @@ import org.openjdk.jmh.annotations.Level;
 import org.openjdk.jmh.annotations.Measurement;
 import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
@@ -38,7 +39,10 @@ import java.util.concurrent.TimeUnit;
  * most 64) and checked (flags, VNI, sender, length) as the worker would before forwarding them.
  *
  * <p>Read {@code frames}: frames encapsulated and decapsulated per second on one core. {@code lost} counts
- * frames the kernel dropped on the way (socket buffer full); it should stay 0.
+ * frames the kernel dropped on the way (socket buffer full); it should stay 0. {@code cpuNs}: process CPU
+ * nanoseconds per second of wall time (1e9 = one core busy), so CPU per frame = cpuNs / frames, comparable
+ * with {@code NettyVxlanBenchmark}'s. {@code segmentation}: UDP GSO on send and GRO on receive (the port's
+ * default) or plain {@code sendmmsg}/{@code recvmmsg}, one datagram per frame.
  */
 @BenchmarkMode(Mode.Throughput)
 @OutputTimeUnit(TimeUnit.SECONDS)
@@ -49,6 +53,9 @@ import java.util.concurrent.TimeUnit;
 public class VxlanBenchmark {
     static final int BURST = 32;
     static final int FRAME = 64;
+
+    @Param({"false", "true"})
+    public boolean segmentation;
 
     private Path dir;
     private CountersFile counters;
@@ -64,11 +71,13 @@ public class VxlanBenchmark {
     public static class Tunnelled {
         public long frames;
         public long lost;
+        public long cpuNs;
 
         @Setup(Level.Iteration)
         public void reset() {
             frames = 0;
             lost = 0;
+            cpuNs = 0;
         }
     }
 
@@ -80,9 +89,9 @@ public class VxlanBenchmark {
         var pa = new UplinkConfig.Endpoint(lo, 47881);
         var pb = new UplinkConfig.Endpoint(lo, 47882);
         a = new VxlanUplink("a", new UplinkConfig.Vxlan(pa, List.of(pb), 42), 1500, BURST,
-                new PortCounters(counters, "a"), new UplinkCounters(counters, "a"));
+                new PortCounters(counters, "a"), new UplinkCounters(counters, "a"), segmentation);
         b = new VxlanUplink("b", new UplinkConfig.Vxlan(pb, List.of(pa), 42), 1500, BURST,
-                new PortCounters(counters, "b"), new UplinkCounters(counters, "b"));
+                new PortCounters(counters, "b"), new UplinkCounters(counters, "b"), segmentation);
         batch = new PacketBatch(BURST);
         MemorySegment frame = Arena.global().allocate(FRAME);
         for (int i = 0; i < 6; i++) {
@@ -92,7 +101,12 @@ public class VxlanBenchmark {
         frame.set(java.lang.foreign.ValueLayout.JAVA_BYTE, 12, (byte) 0x88);
         frame.set(java.lang.foreign.ValueLayout.JAVA_BYTE, 13, (byte) 0xb5);
         segments[0] = frame;
+        lastCpu = os.getProcessCpuTime();
     }
+
+    private long lastCpu;
+    private final com.sun.management.OperatingSystemMXBean os =
+            (com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean();
 
     @TearDown(Level.Trial)
     public void tearDown() throws IOException {
@@ -115,6 +129,9 @@ public class VxlanBenchmark {
         }
         t.frames += got;
         t.lost += BURST - got;
+        long cpu = os.getProcessCpuTime();
+        t.cpuNs += cpu - lastCpu;
+        lastCpu = cpu;
         return got;
     }
 }

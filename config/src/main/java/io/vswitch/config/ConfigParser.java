@@ -222,16 +222,24 @@ final class ConfigParser {
     private static Optional<PortEntry> uplinkPort(YamlMapping m, String type, Optional<String> name,
                                                   Optional<YamlValue> nameAt, NotifyMode defaultNotify,
                                                   int workerLimit, Set<String> incompleteNames) {
-        for (String key : List.of("socket", "mode", "socket-mode", "socket-group", "queues", "workers")) {
+        for (String key : List.of("socket", "mode", "socket-mode", "socket-group", "queues")) {
             m.get(key).ifPresent(v -> v.error("only for vhost-user ports, not type " + type));
         }
-        List<String> foreign = type.equals("vxlan") ? List.of("interface") : List.of("local", "remote", "vni");
+        List<String> foreign = type.equals("vxlan") ? List.of("interface", "workers") : List.of("local", "remote", "vni");
         for (String key : foreign) {
             m.get(key).ifPresent(v -> v.error("not a key of type " + type));
         }
         NotifyMode notify = m.get("notify").flatMap(v -> v.asOneOf(NotifyMode.values(), NotifyMode::yamlName))
                 .orElse(defaultNotify);
         Optional<Integer> worker = m.get("worker").flatMap(v -> worker(v, workerLimit));
+        List<Integer> fanout = type.equals("afpacket")
+                ? m.get("workers").flatMap(v -> fanoutWorkers(v, workerLimit)).orElse(List.of()) : List.of();
+        if (!fanout.isEmpty() && m.get("worker").isPresent()) {
+            m.get("workers").get().error("give 'worker' or 'workers', not both (the first of 'workers' is the port's worker)");
+        }
+        if (!fanout.isEmpty()) {
+            worker = Optional.of(fanout.get(0));
+        }
         int macLimit = intOr(m, "mac-limit", 1, MAX_MAC_LIMIT, PortConfig.DEFAULT_MAC_LIMIT);
         VlanMode vlan = vlan(m);
         int mtu = intOr(m, "mtu", PortConfig.MIN_MTU, PortConfig.MAX_MTU, PortConfig.DEFAULT_MTU);
@@ -249,7 +257,7 @@ final class ConfigParser {
                     return false;
                 }
                 return true;
-            })).map(UplinkConfig.AfPacket::new);
+            })).map(text -> new UplinkConfig.AfPacket(text, fanout.size() > 1 ? fanout : List.of()));
         }
         if (name.isEmpty() || uplink.isEmpty()) {
             name.ifPresent(incompleteNames::add);
@@ -358,6 +366,33 @@ final class ConfigParser {
             return Optional.empty();
         }
         return text;
+    }
+
+    /**
+     * An afpacket port's {@code workers}: a count N (workers 0..N-1) or a list of distinct worker indices, each
+     * of which gets its own socket in the port's PACKET_FANOUT group.
+     */
+    private static Optional<List<Integer>> fanoutWorkers(YamlValue v, int workers) {
+        Optional<List<Integer>> list;
+        if (v.isList()) {
+            list = v.asIntList(0, MAX_WORKERS - 1);
+            if (list.isPresent() && (list.get().isEmpty() || list.get().stream().distinct().count() != list.get().size())) {
+                v.error("must list distinct workers, at least one");
+                return Optional.empty();
+            }
+        } else {
+            list = v.asInt(1, MAX_WORKERS).map(n -> java.util.stream.IntStream.range(0, n).boxed().toList());
+        }
+        if (list.isPresent()) {
+            for (int w : list.get()) {
+                if (w >= workers) {
+                    v.error("worker " + w + " does not exist: switch.workers is " + workers
+                            + ", so workers are numbered 0.." + (workers - 1));
+                    return Optional.empty();
+                }
+            }
+        }
+        return list;
     }
 
     private static Optional<Integer> worker(YamlValue v, int workers) {

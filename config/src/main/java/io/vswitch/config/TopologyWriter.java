@@ -61,12 +61,16 @@ public final class TopologyWriter {
             case UplinkConfig.AfPacket a -> {
                 y.append(in).append("type: afpacket\n");
                 y.append(in).append("interface: ").append(quote(a.interfaceName())).append('\n');
+                if (a.fanout()) {
+                    y.append(in).append("workers: ").append(a.workers()).append('\n');
+                }
             }
         }
         y.append(in).append("notify: ").append(p.notifyMode().yamlName()).append('\n');
-        if (p.queueWorkers().isEmpty()) {
+        boolean fanout = p.uplink() instanceof UplinkConfig.AfPacket a && a.fanout();   // its workers are written above
+        if (!fanout && p.queueWorkers().isEmpty()) {
             y.append(in).append("worker: ").append(p.worker()).append('\n');
-        } else {
+        } else if (!fanout) {
             y.append(in).append("workers: ").append(ints(p.queueWorkers())).append('\n');
         }
         y.append(in).append("mac-limit: ").append(p.macLimit()).append('\n');

@@ -46,10 +46,24 @@ public sealed interface UplinkConfig permits UplinkConfig.Vxlan, UplinkConfig.Af
         }
     }
 
-    /** An existing Linux interface (NIC, veth, bond), opened with PACKET_MMAP TPACKET_V3 rings. */
-    record AfPacket(String interfaceName) implements UplinkConfig {
+    /**
+     * An existing Linux interface (NIC, veth, bond), opened with PACKET_MMAP TPACKET_V3 rings. {@code workers}:
+     * empty for one socket polled by the port's worker; else the workers that serve the interface, one socket
+     * each, joined in one PACKET_FANOUT group (the port's {@code worker} is the first of them).
+     */
+    record AfPacket(String interfaceName, List<Integer> workers) implements UplinkConfig {
         public AfPacket {
             Objects.requireNonNull(interfaceName, "interfaceName");
+            workers = List.copyOf(workers);
+        }
+
+        public AfPacket(String interfaceName) {
+            this(interfaceName, List.of());
+        }
+
+        /** Served by several workers through a fanout group. */
+        public boolean fanout() {
+            return workers.size() > 1;
         }
 
         @Override

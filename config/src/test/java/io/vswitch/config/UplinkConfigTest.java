@@ -101,4 +101,66 @@ class UplinkConfigTest {
                     interface: a/b
                 """));
     }
+
+    @Test
+    void afpacketServedBySeveralWorkers() {
+        SwitchConfig c = ConfigLoader.parse("""
+                switch:
+                  workers: 3
+                ports:
+                  - name: lan
+                    type: afpacket
+                    interface: eth1
+                    workers: [2, 0]
+                  - name: wan
+                    type: afpacket
+                    interface: eth2
+                    workers: 2
+                  - name: one
+                    type: afpacket
+                    interface: eth3
+                    workers: 1
+                """, "topo.yaml");
+        assertEquals(new UplinkConfig.AfPacket("eth1", List.of(2, 0)), c.ports().get(0).uplink());
+        assertEquals(2, c.ports().get(0).worker(), "the first of its workers is the port's worker");
+        assertEquals(new UplinkConfig.AfPacket("eth2", List.of(0, 1)), c.ports().get(1).uplink());
+        assertEquals(new UplinkConfig.AfPacket("eth3"), c.ports().get(2).uplink(), "one worker: no fanout group");
+        // what save writes reads back the same
+        assertEquals(c, ConfigLoader.parse(TopologyWriter.write(c), "saved.yaml"));
+    }
+
+    @Test
+    void fanoutWorkerMistakes() {
+        assertEquals("""
+                topo.yaml:6: ports[0].workers: worker 2 does not exist: switch.workers is 2, so workers are numbered 0..1
+                topo.yaml:10: ports[1].workers: must list distinct workers, at least one
+                topo.yaml:14: ports[2].workers: not a key of type vxlan
+                topo.yaml:21: ports[3].workers: give 'worker' or 'workers', not both (the first of 'workers' is the port's worker)
+                topo.yaml:24: ports[4].workers: only for afpacket ports (several workers on one interface)""", errorOf("""
+                switch: {workers: 2}
+                ports:
+                  - name: a
+                    type: afpacket
+                    interface: eth1
+                    workers: [0, 2]
+                  - name: b
+                    type: afpacket
+                    interface: eth2
+                    workers: [1, 1]
+                  - name: c
+                    type: vxlan
+                    local: 192.0.2.1
+                    workers: 2
+                    remote: 192.0.2.2
+                    vni: 1
+                  - name: d
+                    type: afpacket
+                    interface: eth3
+                    worker: 1
+                    workers: [0, 1]
+                  - name: e
+                    socket: /tmp/e.sock
+                    workers: 2
+                """));
+    }
 }

@@ -46,6 +46,11 @@ final class AfPacketUplink implements Uplink {
     static final int PACKET_VERSION = 10;
     static final int PACKET_TX_RING = 13;
     static final int PACKET_IGNORE_OUTGOING = 23;
+    static final int PACKET_FANOUT = 18;
+    /** PACKET_FANOUT type: by the flow's hash (addresses and ports), so one flow stays on one socket. */
+    static final int PACKET_FANOUT_HASH = 0;
+    /** Reassemble IP fragments before hashing, so that a fragmented datagram is not split across sockets. */
+    static final int PACKET_FANOUT_FLAG_DEFRAG = 0x8000;
     static final int TPACKET_V3 = 2;
     static final int PACKET_MR_PROMISC = 1;
     static final int ETH_P_ALL = 0x0003;
@@ -127,10 +132,27 @@ final class AfPacketUplink implements Uplink {
     private long pendingNoBuffers;
     private long pendingTxError;
     private long pendingKernelDrops;
+    /** Per-socket counts of a fanout member ({@code socket <port>/<worker> rx_packets|tx_packets}), or null. */
+    private final org.agrona.concurrent.status.AtomicCounter socketRx;
+    private final org.agrona.concurrent.status.AtomicCounter socketTx;
+    private long pendingSocketRx;
+    private long pendingSocketTx;
+    private final String member;
     private boolean closed;
 
     AfPacketUplink(String name, UplinkConfig.AfPacket config, int mtu, PortCounters portCounters, UplinkCounters counters) {
+        this(name, config, mtu, portCounters, counters, -1, -1, null);
+    }
+
+    /**
+     * {@code fanoutGroup} 0..65535: the socket joins that PACKET_FANOUT group (hash, flow-consistent) after
+     * binding, as the member of worker {@code worker}, with its own counters in {@code socketCounters}; -1: a
+     * socket of its own.
+     */
+    AfPacketUplink(String name, UplinkConfig.AfPacket config, int mtu, PortCounters portCounters, UplinkCounters counters,
+                   int fanoutGroup, int worker, CountersFile socketCounters) {
         this.name = name;
+        this.member = fanoutGroup < 0 ? "" : " fanout group " + fanoutGroup + ", worker " + worker + "'s socket";
         this.interfaceName = config.interfaceName();
         this.maxFrame = mtu + 18;
         this.portCounters = portCounters;
@@ -170,6 +192,11 @@ final class AfPacketUplink implements Uplink {
             mreq.set(U32, 0, ifindex);
             mreq.set(U16, 4, (short) PACKET_MR_PROMISC);
             Sockets.setOption(socket, SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq, what + ": promiscuous mode");
+            if (fanoutGroup >= 0) {   // after bind: the kernel joins only a running socket to a group
+                Sockets.setIntOption(socket, SOL_PACKET, PACKET_FANOUT,
+                        (fanoutGroup & 0xFFFF) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16),
+                        what + ": PACKET_FANOUT group " + fanoutGroup);
+            }
             this.txBase = rxBytes;
         } catch (RuntimeException e) {
             if (mapped != null) {
@@ -184,6 +211,8 @@ final class AfPacketUplink implements Uplink {
         this.ring = mapped.segment();
         this.stats = arena.allocate(12, 4);
         this.statsLength = arena.allocate(4, 4);
+        this.socketRx = socketCounters == null ? null : socketCounters.newCounter("socket", name + "/" + worker, "rx_packets");
+        this.socketTx = socketCounters == null ? null : socketCounters.newCounter("socket", name + "/" + worker, "tx_packets");
     }
 
     @Override
@@ -193,7 +222,7 @@ final class AfPacketUplink implements Uplink {
 
     @Override
     public String describe() {
-        return "afpacket interface " + interfaceName + " (TPACKET_V3, promiscuous)";
+        return "afpacket interface " + interfaceName + " (TPACKET_V3, promiscuous" + member + ")";
     }
 
     @Override
@@ -249,6 +278,7 @@ final class AfPacketUplink implements Uplink {
                 } else {
                     batch.addFrame(ring, at + mac, len);
                     frames++;
+                    pendingSocketRx++;
                 }
             }
             if (packetsLeft == 0) {
@@ -293,6 +323,7 @@ final class AfPacketUplink implements Uplink {
         STATUS.setRelease(ring, at + PKT_STATUS, TX_STATUS_SEND_REQUEST);
         txNext = (txNext + 1) % TX_FRAMES;
         txQueued++;
+        pendingSocketTx++;
         return true;
     }
 
@@ -310,6 +341,11 @@ final class AfPacketUplink implements Uplink {
 
     @Override
     public void publishCounts() {
+        if (socketRx != null && (pendingSocketRx | pendingSocketTx) != 0) {
+            add(socketRx, pendingSocketRx);
+            add(socketTx, pendingSocketTx);
+            pendingSocketRx = pendingSocketTx = 0;
+        }
         if ((pendingOverMtu | pendingVlan | pendingMalformed | pendingNoBuffers | pendingTxError | pendingKernelDrops) == 0) {
             return;
         }

@@ -202,6 +202,12 @@ final class Forwarding {
             dst = dst.shardOfPair[pair];
         }
         if (dst.worker != workerId) {
+            SwitchPort[] members = dst.fanout;
+            if (members != null && members[workerId] != null) {   // served here too (PACKET_FANOUT): out of our own socket
+                frameHash = multiQueue ? hashOf(b, frame) : 0;
+                deliverLocal(members[workerId], b, frame, null, 0, length, vlan, tagged, pair);
+                return;
+            }
             handoff.stage(dst.worker, allPorts, src, dst.index, pair, multiQueue ? hashOf(b, frame) : 0, b, frame,
                     length, vlan, tagged);
             return;
@@ -211,11 +217,12 @@ final class Forwarding {
     }
 
     /**
-     * A frame another worker handed over: to port {@code dst} (on receive pair {@code pair} when the sender
-     * picked one), or to every port of this worker when it floods; {@code hash} is its flow hash.
+     * A frame worker {@code from} handed over: to port {@code dst} (on receive pair {@code pair} when the sender
+     * picked one), or to every port of this worker when it floods, except a fanout port that worker {@code from}
+     * also serves (it sent the flood out of its own socket); {@code hash} is its flow hash.
      */
-    void deliverHandedOver(MemorySegment memory, long offset, int length, int dst, int vlan, boolean tagged, int pair,
-                           int hash) {
+    void deliverHandedOver(int from, MemorySegment memory, long offset, int length, int dst, int vlan, boolean tagged,
+                           int pair, int hash) {
         flatHash = hash;
         if (dst >= 0) {
             SwitchPort target = allPorts[dst];
@@ -225,7 +232,8 @@ final class Forwarding {
             deliverBuffer(target, memory, offset, length, vlan, tagged, pair);
         } else {
             for (SwitchPort port : ports) {
-                if (!port.spread) {   // the sender reached spread ports pair by pair
+                // the sender reached spread ports pair by pair, and a fanout port it also serves itself
+                if (!port.spread && (port.fanout == null || port.fanout[from] == null)) {
                     deliverBuffer(port, memory, offset, length, vlan, tagged, HandoffHeader.NO_PAIR);
                 }
             }

@@ -140,7 +140,7 @@ final class Handoff {
             MemorySegment memory = owner.memory();
             for (int i = 0; i < n; i++) {
                 long at = owner.offset(h[i]);
-                forwarding.deliverHandedOver(memory, at + HandoffHeader.SIZE, HandoffHeader.length(memory, at),
+                forwarding.deliverHandedOver(w, memory, at + HandoffHeader.SIZE, HandoffHeader.length(memory, at),
                         HandoffHeader.destination(memory, at), HandoffHeader.vlan(memory, at), HandoffHeader.tagged(memory, at),
                         HandoffHeader.pair(memory, at), HandoffHeader.hash(memory, at));
             }

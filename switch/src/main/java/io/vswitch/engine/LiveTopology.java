@@ -883,7 +883,12 @@ public final class LiveTopology {
         int access = next.vlan() instanceof VlanMode.Access a ? a.vlan() : -1;
         long[] trunk = SwitchPort.trunkBits(next.vlan() instanceof VlanMode.Trunk t ? t.vlans() : null);
         int maxFrame = next.maxFrameLength();
-        for (SwitchPort shard : port.shards()) {
+        // every worker that polls the port applies it to its own part: a multiqueue port's shards, or a fanout
+        // port's members (a worker that does not serve the fanout port has none)
+        for (SwitchPort shard : port.fanout != null ? java.util.Arrays.asList(port.fanout) : port.shards()) {
+            if (shard == null) {
+                continue;
+            }
             runOn(sw.workers().get(shard.worker), () -> {
                 shard.accessVlan = access;
                 shard.trunk = trunk;

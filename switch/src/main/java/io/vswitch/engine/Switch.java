@@ -101,12 +101,17 @@ public final class Switch implements AutoCloseable {
                 String other = interfaces.putIfAbsent(a.interfaceName(), p.name());
                 if (other != null) {
                     problems.add("port " + p.name() + ": interface " + a.interfaceName() + " is already port " + other
-                            + "'s (one afpacket port per interface: PACKET_FANOUT across workers is not implemented yet)");
+                            + "'s (one afpacket port per interface; several workers serve one with 'workers:')");
                 }
             }
         }
         try {
-            workerModes(config);
+            NotifyMode[] modes = workerModes(config);
+            for (PortConfig p : config.ports()) {
+                if (p.uplink() instanceof io.vswitch.config.UplinkConfig.AfPacket a && a.fanout()) {
+                    problems.addAll(FanoutPorts.problems(p, a, modes, config.settings().mode()));
+                }
+            }
         } catch (IllegalArgumentException e) {
             problems.add(e.getMessage());
         }
@@ -270,7 +275,12 @@ public final class Switch implements AutoCloseable {
                     QueueCounters.forPort(counters, pc.name(), pc.queues()), access, trunk);
         }
         PortCounters portCounters = new PortCounters(counters, pc.name());
-        Uplink uplink = Uplinks.open(pc, config.settings(), portCounters, new UplinkCounters(counters, pc.name()));
+        UplinkCounters uplinkCounters = new UplinkCounters(counters, pc.name());
+        if (pc.uplink() instanceof io.vswitch.config.UplinkConfig.AfPacket a && a.fanout()) {
+            return FanoutPorts.open(index, pc, a, config.settings().workers(), portCounters, uplinkCounters, counters,
+                    uplinks, access, trunk);
+        }
+        Uplink uplink = Uplinks.open(pc, config.settings(), portCounters, uplinkCounters);
         uplinks.add(uplink);
         LOG.log(Level.INFO, "port {0}: {1}", pc.name(), uplink.describe());
         return new SwitchPort(index, pc.name(), null, uplink, pc.worker(), pc.mtu(), portCounters, access, trunk);
@@ -283,6 +293,7 @@ public final class Switch implements AutoCloseable {
             workers.get(shard.worker).addPort(shard);
         }
         if (port.uplink != null) {
+            FanoutPorts.attachMembers(port, workers);
             return;
         }
         port.device.setQuiescence(MultiQueue.quiescence(port, workers));

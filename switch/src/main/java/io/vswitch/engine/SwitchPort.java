@@ -24,6 +24,12 @@ public final class SwitchPort {
     /** Longest frame accepted from the guest; changed live by a command on the port's worker. */
     int maxFrame;
     public final PortCounters counters;
+    /**
+     * A port served by several workers (an afpacket port with {@code workers:}, one socket each in a
+     * PACKET_FANOUT group): the member polled by worker w at {@code [w]}, null where w does not serve it; the
+     * members share this port's index, name, settings and counters. Null for a port of one worker.
+     */
+    SwitchPort[] fanout;
     /** Cross-connect peer, or null. */
     public SwitchPort peer;
     /** Owned by the port's worker: was the device running at its last pass (to act on link changes once). */

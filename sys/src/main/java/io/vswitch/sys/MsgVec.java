@@ -95,6 +95,30 @@ public final class MsgVec {
         iovs.set(ValueLayout.JAVA_LONG, at + IOV_LEN, length);
     }
 
+    /** Points message {@code msg}'s ancillary data at {@code length} bytes at raw address {@code address} (0, 0: none). */
+    public void control(int msg, long address, int length) {
+        long at = (long) msg * MMSGHDR_SIZE;
+        msgs.set(ValueLayout.JAVA_LONG, at + MSG_CONTROL, address);
+        msgs.set(ValueLayout.JAVA_LONG, at + MSG_CONTROLLEN, length);
+    }
+
+    /** The ancillary bytes the kernel wrote for message {@code msg} (after a receive). */
+    public int controlLength(int msg) {
+        return (int) msgs.get(ValueLayout.JAVA_LONG, (long) msg * MMSGHDR_SIZE + MSG_CONTROLLEN);
+    }
+
+    public long nameAddress(int msg) {
+        return msgs.get(ValueLayout.JAVA_LONG, (long) msg * MMSGHDR_SIZE + MSG_NAME);
+    }
+
+    public long iovAddress(int msg, int iov) {
+        return iovs.get(ValueLayout.JAVA_LONG, ((long) msg * iovPerMsg + iov) * IOVEC_SIZE + IOV_BASE);
+    }
+
+    public long iovLength(int msg, int iov) {
+        return iovs.get(ValueLayout.JAVA_LONG, ((long) msg * iovPerMsg + iov) * IOVEC_SIZE + IOV_LEN);
+    }
+
     public void iovCount(int msg, int n) {
         msgs.set(ValueLayout.JAVA_LONG, (long) msg * MMSGHDR_SIZE + MSG_IOVLEN, n);
     }

@@ -40,6 +40,13 @@ public final class Sockets {
     public static final int SO_SNDBUFFORCE = 32;
     public static final int SO_RCVBUFFORCE = 33;
     public static final int ENOBUFS = 105;
+    public static final int EIO = 5;
+    public static final int EMSGSIZE = 90;
+    public static final int MSG_CTRUNC = 0x8;
+    /** UDP-level socket options (linux/udp.h): {@code UDP_SEGMENT} (GSO size of a send), {@code UDP_GRO}. */
+    public static final int SOL_UDP = 17;
+    public static final int UDP_SEGMENT = 103;
+    public static final int UDP_GRO = 104;
 
     public static final int SOCKADDR_IN_SIZE = 16;
     static final int SIN_FAMILY = 0;
