@@ -134,12 +134,15 @@ class MultiQueueConfigTest {
     }
 
     @Test
-    void workersOnAnUplink() {
-        assertEquals("topo.yaml:5: ports[0].workers: only for vhost-user ports, not type afpacket", errorOf("""
+    void workersOnAVxlanPort() {
+        // an afpacket port takes 'workers' (PACKET_FANOUT: one socket per worker); a vxlan port does not
+        assertEquals("topo.yaml:7: ports[0].workers: not a key of type vxlan", errorOf("""
                 ports:
                   - name: up
-                    type: afpacket
-                    interface: eth0
+                    type: vxlan
+                    local: 192.0.2.1
+                    remote: 192.0.2.2
+                    vni: 1
                     workers: [0]
                 """));
     }

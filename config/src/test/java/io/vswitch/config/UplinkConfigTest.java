@@ -136,7 +136,7 @@ class UplinkConfigTest {
                 topo.yaml:10: ports[1].workers: must list distinct workers, at least one
                 topo.yaml:14: ports[2].workers: not a key of type vxlan
                 topo.yaml:21: ports[3].workers: give 'worker' or 'workers', not both (the first of 'workers' is the port's worker)
-                topo.yaml:24: ports[4].workers: only for afpacket ports (several workers on one interface)""", errorOf("""
+                topo.yaml:24: ports[4].workers: must be a list of worker indices, e.g. [0, 1], or auto""", errorOf("""
                 switch: {workers: 2}
                 ports:
                   - name: a
