@@ -948,7 +948,7 @@ public final class LiveTopology {
 
     private static PortConfig withNotify(PortConfig p, NotifyMode mode) {
         return new PortConfig(p.name(), p.socket(), p.role(), mode, p.worker(), p.macLimit(), p.vlan(), p.mtu(),
-                p.queues(), p.socketMode(), p.socketGroup());
+                p.queues(), p.socketMode(), p.socketGroup(), null, p.offloads());
     }
 
     /** A port's settings as {@code key=value} (what {@link #parsePort} reads back). */
@@ -995,7 +995,7 @@ public final class LiveTopology {
         try {
             PortConfig pc = ConfigLoader.parse(y.toString(), what).ports().getFirst();
             return new PortConfig(pc.name(), pc.socket(), pc.role(), pc.notifyMode(), pc.worker(), pc.macLimit(),
-                    pc.vlan(), pc.mtu(), pc.queues(), pc.socketMode(), pc.socketGroup());
+                    pc.vlan(), pc.mtu(), pc.queues(), pc.socketMode(), pc.socketGroup(), null, pc.offloads());
         } catch (ConfigException e) {
             List<String> lines = new ArrayList<>();
             for (ConfigError err : e.errors()) {

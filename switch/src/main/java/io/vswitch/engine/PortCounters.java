@@ -20,6 +20,8 @@ final class PortCounters implements AutoCloseable {
     final AtomicCounter dropVlan;
     /** Frames addressed to a MAC learned on the port they came from (a learning bridge never sends a frame back). */
     final AtomicCounter dropHairpin;
+    /** Frames whose virtio-net header asked for an offload that is nonsense for the frame or not negotiated. */
+    final AtomicCounter dropBadOffloadHeader;
     final AtomicCounter notifications;
     final AtomicCounter kicks;
     final AtomicCounter queueFaults;
@@ -43,6 +45,7 @@ final class PortCounters implements AutoCloseable {
         dropOverMtu = file.newCounter("port", port, "drop_over_mtu");
         dropVlan = file.newCounter("port", port, "drop_vlan");
         dropHairpin = file.newCounter("port", port, "drop_hairpin");
+        dropBadOffloadHeader = file.newCounter("port", port, "drop_bad_offload_header");
         notifications = file.newCounter("port", port, "notifications");
         kicks = file.newCounter("port", port, "kicks");
         queueFaults = file.newCounter("port", port, "queue_faults");
@@ -57,7 +60,7 @@ final class PortCounters implements AutoCloseable {
     @Override
     public void close() {
         for (AtomicCounter c : new AtomicCounter[] {rxPackets, rxBytes, txPackets, txBytes, dropRxRingFull,
-                dropNoBuffers, dropPortDown, dropInvalid, dropOverMtu, dropVlan, dropHairpin, notifications, kicks, queueFaults,
+                dropNoBuffers, dropPortDown, dropInvalid, dropOverMtu, dropVlan, dropHairpin, dropBadOffloadHeader, notifications, kicks, queueFaults,
                 connections, protocolErrors, macsLearned, macMoves, linkUp, macs}) {
             c.close();
         }

@@ -263,6 +263,7 @@ public final class Switch implements AutoCloseable {
         if (pc.isVhostUser()) {
             VhostUserPort vhost = new VhostUserPort(pc.name(), pc.socket(),
                     pc.role() == SocketRole.CLIENT ? VhostUserPort.Role.CLIENT : VhostUserPort.Role.SERVER);
+            vhost.device().setOffloadsOffered(pc.offloads());   // GET_FEATURES offers them unless offloads: false
             return new SwitchPort(index, pc.name(), vhost, pc.worker(), pc.mtu(), new PortCounters(counters, pc.name()),
                     access, trunk);
         }

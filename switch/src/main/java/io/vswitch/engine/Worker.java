@@ -7,6 +7,8 @@ import io.vswitch.rings.PacketBufferPool;
 import io.vswitch.rings.SpscLongRing;
 import io.vswitch.vhost.net.VirtioNetDevice;
 import io.vswitch.vhost.net.WorkerEpoch;
+import io.vswitch.vhost.net.offload.OffloadCheck;
+import io.vswitch.vhost.net.offload.SoftwareOffload;
 import io.vswitch.vhost.virtio.PacketBatch;
 import io.vswitch.vhost.virtio.VirtQueue;
 import org.agrona.concurrent.Agent;
@@ -73,6 +75,15 @@ final class Worker implements Agent {
     private final long[] spliceOffsets = new long[PacketBatch.MAX_PIECES_PER_FRAME + 3];
     private final int[] spliceLengths = new int[PacketBatch.MAX_PIECES_PER_FRAME + 3];
     private final MemorySegment tag = MemorySegment.ofArray(new byte[TAG_SIZE]);
+
+    // offloads (see io.vswitch.vhost.net.offload): the frame being forwarded, as forward() checked it. A frame
+    // whose header asks for CSUM or TSO goes as it is to a guest that negotiated the matching GUEST_* features,
+    // and is finished in software (checksum, segmentation) for any other receiver.
+    private final OffloadCheck offloadCheck = new OffloadCheck();
+    private final SoftwareOffload softwareOffload = new SoftwareOffload();
+    private int frameOffload = OffloadCheck.PLAIN;
+    private long frameHeader;
+    private int frameCsumOffset;
 
     // frames the control plane asks to send as if a port's guest had sent them (SEND_RARP after a
     // migration); queued by a command, sent inside the next pass
@@ -564,8 +575,21 @@ final class Worker implements Agent {
                 invalid++;
                 continue;
             }
+            long header = b.headerWord(i);
+            int offload = OffloadCheck.PLAIN;
+            if (header != 0) {   // only guests write one; uplinks' and the switch's own frames have none
+                offload = offloadCheck.check(header, b.csumOffset(i), src.device.features(), b, i, length, maxFrame);
+                if (offload == OffloadCheck.BAD) {
+                    src.counters.dropBadOffloadHeader.incrementRelease();   // refused like an invalid frame: not rx
+                    invalid++;
+                    continue;
+                }
+            }
+            frameOffload = offload;
+            frameHeader = header;
+            frameCsumOffset = offload == OffloadCheck.PLAIN ? 0 : b.csumOffset(i);
             bytes += length;
-            if (length > maxFrame) {
+            if (length > maxFrame && offload != OffloadCheck.TSO) {   // a TSO frame's segments were checked against it
                 src.counters.dropOverMtu.incrementRelease();
                 continue;
             }
@@ -664,6 +688,10 @@ final class Worker implements Agent {
     private void deliverLocal(SwitchPort dst, PacketBatch b, int frame, MemorySegment flat, long flatOffset,
                               int length, int vlan, boolean tagged) {
         if (dst.uplink != null) {
+            if (b != null && frameOffload != OffloadCheck.PLAIN) {
+                deliverFinished(dst, b, frame, length, vlan, tagged);   // uplinks send plain frames
+                return;
+            }
             deliverUplink(dst, b, frame, flat, flatOffset, length, vlan, tagged);
             return;
         }
@@ -674,10 +702,21 @@ final class Worker implements Agent {
         VirtQueue rx = dst.device.rxQueue();
         boolean insert = dst.trunk != null && !tagged;
         boolean strip = dst.trunk == null && tagged;
+        long header = 0;
+        int csumOffset = 0;
+        if (b != null && frameOffload != OffloadCheck.PLAIN) {
+            if (!OffloadCheck.receiverTakes(dst.device.features(), frameHeader)) {
+                deliverFinished(dst, b, frame, length, vlan, tagged);
+                return;
+            }
+            // the guest takes it as it is: one frame, one copy, the header carried over (moved with the tag)
+            header = OffloadCheck.forReceiver(frameHeader, insert ? TAG_SIZE : strip ? -TAG_SIZE : 0);
+            csumOffset = frameCsumOffset;
+        }
         boolean delivered;
         int outLength = length;
         if (!insert && !strip) {
-            delivered = b != null ? rx.enqueue(b, frame) : rx.enqueue(flat, flatOffset, length);
+            delivered = b != null ? rx.enqueue(b, frame, header, csumOffset) : rx.enqueue(flat, flatOffset, length);
         } else {
             int skip = strip ? TAG_SIZE : 0;
             int n = piecesOf(b, frame, flat, flatOffset, 0, 12, 0);
@@ -686,13 +725,25 @@ final class Worker implements Agent {
             }
             n += piecesOf(b, frame, flat, flatOffset, 12 + skip, length - 12 - skip, n);
             outLength = insert ? length + TAG_SIZE : length - TAG_SIZE;
-            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, n, outLength);
+            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, n, outLength, header, csumOffset);
         }
         if (delivered) {
             dst.pendingTxPackets++;
             dst.pendingTxBytes += outLength;
         } else {
             dst.pendingRxRingFull++;
+        }
+    }
+
+    /**
+     * The software fallback: the frame's checksum completed, or the frame cut into MSS-sized segments, each
+     * delivered as a plain frame (tag inserted or stripped as for any frame).
+     */
+    private void deliverFinished(SwitchPort dst, PacketBatch b, int frame, int length, int vlan, boolean tagged) {
+        int n = softwareOffload.prepare(b, frame, length, frameOffload, frameHeader, frameCsumOffset, offloadCheck);
+        for (int k = 0; k < n; k++) {
+            int segment = softwareOffload.segment(k);
+            deliverLocal(dst, null, 0, softwareOffload.output(), 0, segment, vlan, tagged);
         }
     }
 
@@ -738,6 +789,21 @@ final class Worker implements Agent {
     }
 
     private void stage(int worker, SwitchPort src, int dstIndex, PacketBatch b, int frame, int length, int vlan, boolean tagged) {
+        if (b != null && frameOffload != OffloadCheck.PLAIN) {
+            // pool buffers are MTU-sized and carry no virtio-net header: hand over finished, plain frames
+            int n = softwareOffload.prepare(b, frame, length, frameOffload, frameHeader, frameCsumOffset, offloadCheck);
+            for (int k = 0; k < n; k++) {
+                int segment = softwareOffload.segment(k);
+                stageFlat(worker, src, dstIndex, null, 0, softwareOffload.output(), segment, vlan, tagged);
+            }
+            return;
+        }
+        stageFlat(worker, src, dstIndex, b, frame, null, length, vlan, tagged);
+    }
+
+    /** Stages frame {@code frame} of {@code b}, or when {@code b} is null the first {@code length} bytes of {@code flat}. */
+    private void stageFlat(int worker, SwitchPort src, int dstIndex, PacketBatch b, int frame, MemorySegment flat,
+                           int length, int vlan, boolean tagged) {
         SwitchPort dropOn = dstIndex >= 0 ? allPorts[dstIndex] : src;
         if (stagedCount[worker] == staged[worker].length || length + META_SIZE > pool.bufferSize()) {
             dropOn.counters.dropNoBuffers.increment();   // several workers may count on one port: atomic
@@ -755,7 +821,11 @@ final class Worker implements Agent {
         memory.set(ValueLayout.JAVA_INT, at + META_SOURCE, src.index);
         memory.set(ValueLayout.JAVA_INT, at + META_VLAN, vlan | (tagged ? META_TAGGED : 0));
         try {
-            b.copyFrame(frame, memory, at + META_SIZE);   // reads the source guest's memory: may fail
+            if (b != null) {
+                b.copyFrame(frame, memory, at + META_SIZE);   // reads the source guest's memory: may fail
+            } else {
+                MemorySegment.copy(flat, 0, memory, at + META_SIZE, length);
+            }
         } catch (RuntimeException e) {
             pool.release(handle);   // not staged: give it back, then let pass() attribute the failure
             throw e;
@@ -787,6 +857,7 @@ final class Worker implements Agent {
 
     private int receiveFromPeers() {
         int work = 0;
+        frameOffload = OffloadCheck.PLAIN;   // hand-offs are plain frames (see stage)
         final long[] h = handles;
         for (int w = 0; w < inbound.length; w++) {
             SpscLongRing ring = inbound[w];
