@@ -3,7 +3,7 @@
 # (offloads: false, the per-port switch): four TCG guests on one switch, A/B alternated in one run; prints
 # MiB/s and the mean frame size on the sending port per transfer, then medians, min-max and the ratio.
 #
-#   bench/offloads.sh [--no-build] [--rounds N] [--mib MIB] [--notify MODE]   (defaults: 5 rounds of 64 MiB, hybrid)
+#   bench/offloads.sh [--no-build] [--rounds N] [--mib MIB] [--notify MODE] [--tool nc|httpd]   (defaults: 5 rounds of 64 MiB, interrupt, nc)
 #
 # Holds /tmp/vswitch-build.lock for the build and the whole run (set VSWITCH_LOCK_HELD=1 if you hold it).
 set -euo pipefail

@@ -17,7 +17,7 @@ import java.util.List;
  * One switch, four guests: {@code on1 -> on2} on two ports with {@code offloads: true}, {@code off1 -> off2} on
  * two ports with {@code offloads: false} (the guests then negotiate no CSUM/TSO and send MSS-sized frames with
  * full checksums). Rounds alternate A/B (on, off, then off, on, ...) so that both see the same machine noise.
- * Each sample: {@code --mib} MiB (a file of zeros in the sender's RAM) through busybox nc, timed on the host around the sender's
+ * Each sample: {@code --mib} MiB (a file of zeros in the sender's RAM) through busybox nc or httpd/wget, timed on the host around the sender's
  * command; mean frame = rx_bytes / rx_packets on the sending port.
  */
 public final class OffloadsBench {
@@ -27,14 +27,16 @@ public final class OffloadsBench {
     public static void main(String[] args) throws Exception {
         int rounds = 5;
         int mib = 64;
-        String notify = "hybrid";
+        String notify = "interrupt";
+        String tool = "nc";
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--rounds" -> rounds = Integer.parseInt(args[++i]);
                 case "--mib" -> mib = Integer.parseInt(args[++i]);
                 case "--notify" -> notify = args[++i];
+                case "--tool" -> tool = args[++i];
                 default -> {
-                    System.err.println("usage: OffloadsBench [--rounds N] [--mib MIB] [--notify poll|interrupt|hybrid|monitor]");
+                    System.err.println("usage: OffloadsBench [--rounds N] [--mib MIB] [--notify poll|interrupt|hybrid|monitor] [--tool nc|httpd]");
                     System.exit(2);
                 }
             }
@@ -69,18 +71,18 @@ public final class OffloadsBench {
             on1.runOk("ping -c 1 -W 5 " + on2.ip(), CMD);
             off1.runOk("ping -c 1 -W 5 " + off2.ip(), CMD);
             // one warm-up transfer each, not counted
-            transfer(sw, on1, on2, "on1", Math.max(1, mib / 4));
-            transfer(sw, off1, off2, "off1", Math.max(1, mib / 4));
+            transfer(sw, on1, on2, "on1", Math.max(1, mib / 4), tool);
+            transfer(sw, off1, off2, "off1", Math.max(1, mib / 4), tool);
             List<double[]> on = new ArrayList<>();
             List<double[]> off = new ArrayList<>();
-            System.out.printf("%-6s %-4s %10s %12s %12s%n", "round", "mode", "MiB/s", "mean frame", "frames");
+            System.out.printf("%-6s %-4s %10s %12s %12s %14s%n", "round", "mode", "MiB/s", "mean frame", "frames", "rx ring full");
             for (int r = 0; r < rounds; r++) {
                 boolean onFirst = r % 2 == 0;
                 for (int k = 0; k < 2; k++) {
                     boolean offloads = onFirst == (k == 0);
-                    double[] s = offloads ? transfer(sw, on1, on2, "on1", mib) : transfer(sw, off1, off2, "off1", mib);
+                    double[] s = offloads ? transfer(sw, on1, on2, "on1", mib, tool) : transfer(sw, off1, off2, "off1", mib, tool);
                     (offloads ? on : off).add(s);
-                    System.out.printf("%-6d %-4s %10.1f %12.0f %12.0f%n", r + 1, offloads ? "on" : "off", s[0], s[1], s[2]);
+                    System.out.printf("%-6d %-4s %10.1f %12.0f %12.0f %14.0f%n", r + 1, offloads ? "on" : "off", s[0], s[1], s[2], s[3]);
                 }
             }
             double onMedian = median(on, 0);
@@ -89,7 +91,7 @@ public final class OffloadsBench {
                     onMedian, min(on, 0), max(on, 0), median(on, 1));
             System.out.printf("offloads off: %.1f MiB/s median (min %.1f, max %.1f), mean frame %.0f B (median)%n",
                     offMedian, min(off, 0), max(off, 0), median(off, 1));
-            System.out.printf("ratio of medians: %.2fx (%d rounds of %d MiB, notify %s)%n", onMedian / offMedian, rounds, mib, notify);
+            System.out.printf("ratio of medians: %.2fx (%d rounds of %d MiB, notify %s, %s)%n", onMedian / offMedian, rounds, mib, notify, tool);
         } finally {
             try (var files = Files.walk(sockets)) {
                 files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
@@ -97,23 +99,41 @@ public final class OffloadsBench {
         }
     }
 
-    /** {MiB/s, mean frame bytes on the sending port, frames} for one transfer of {@code mib} MiB. */
-    private static double[] transfer(Switch sw, QemuGuest from, QemuGuest to, String port, int mib) throws Exception {
-        to.runOk("nc -l -p 5001 -e sh -c 'cat > /dev/null' &", CMD);
-        to.runOk("for i in $(seq 50); do netstat -ltn | grep -q ':5001 ' && break; usleep 100000; done;"
-                + " netstat -ltn | grep -q ':5001 '", CMD);
-        // from a file in the guest's RAM (busybox nc reading a pipe writes small chunks and caps the rate)
-        from.runOk("[ \"$(stat -c %s /tmp/tx 2>/dev/null)\" = " + (mib << 20) + " ] || dd if=/dev/zero of=/tmp/tx bs=65536 count="
-                + (mib * 16) + " 2>/dev/null", CMD);
+    /**
+     * {MiB/s, mean frame bytes on the sending port, frames} for one transfer of {@code mib} MiB from {@code from}
+     * to {@code to}: {@code nc} (busybox nc reads a file of zeros in the sender's RAM and writes it to the
+     * socket; the receiver's nc hands the socket to cat > /dev/null) or {@code httpd} (busybox httpd sends the
+     * file, with sendfile, and the receiver's wget writes it to /dev/null).
+     */
+    private static double[] transfer(Switch sw, QemuGuest from, QemuGuest to, String port, int mib, String tool) throws Exception {
+        from.runOk("mkdir -p /tmp/www; [ \"$(stat -c %s /tmp/www/tx 2>/dev/null)\" = " + (mib << 20) + " ] || dd if=/dev/zero"
+                + " of=/tmp/www/tx bs=65536 count=" + (mib * 16) + " 2>/dev/null", CMD);
+        String command;
+        QemuGuest runner;
+        if (tool.equals("httpd")) {
+            from.runOk("netstat -ltn | grep -q ':8080 ' || httpd -p 8080 -h /tmp/www", CMD);
+            command = "wget -q -O /dev/null http://" + from.ip() + ":8080/tx";
+            runner = to;
+        } else {
+            to.runOk("nc -l -p 5001 -e sh -c 'cat > /dev/null' &", CMD);
+            to.runOk("for i in $(seq 50); do netstat -ltn | grep -q ':5001 ' && break; usleep 100000; done;"
+                    + " netstat -ltn | grep -q ':5001 '", CMD);
+            command = "nc " + to.ip() + " 5001 < /tmp/www/tx";
+            runner = from;
+        }
         CountersFile.Snapshot before = CountersFile.read(sw.countersPath());
         long t0 = System.nanoTime();
-        from.runOk("nc " + to.ip() + " 5001 < /tmp/tx", Duration.ofSeconds(600));
+        runner.runOk(command, Duration.ofSeconds(600));
         long nanos = System.nanoTime() - t0;
-        to.runOk("wait", CMD);
+        if (!tool.equals("httpd")) {
+            to.runOk("wait", CMD);
+        }
         CountersFile.Snapshot after = CountersFile.read(sw.countersPath());
         double frames = value(after, port, "rx_packets") - value(before, port, "rx_packets");
         double bytes = value(after, port, "rx_bytes") - value(before, port, "rx_bytes");
-        return new double[] {mib / (nanos / 1e9), bytes / Math.max(1, frames), frames};
+        String receiver = port.replace('1', '2');
+        double drops = value(after, receiver, "drop_rx_ring_full") - value(before, receiver, "drop_rx_ring_full");
+        return new double[] {mib / (nanos / 1e9), bytes / Math.max(1, frames), frames, drops};
     }
 
     private static long value(CountersFile.Snapshot s, String port, String counter) {

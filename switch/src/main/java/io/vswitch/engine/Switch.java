@@ -13,6 +13,7 @@ import io.vswitch.rings.SpscLongRing;
 import io.vswitch.sys.Affinity;
 import io.vswitch.vhost.SocketInUseException;
 import io.vswitch.vhost.VhostUserPort;
+import io.vswitch.vhost.net.offload.OffloadRule;
 import io.vswitch.vhost.os.MappedMemory;
 import io.vswitch.vhost.os.SharedMemory;
 import io.vswitch.vhost.os.UnixSocket;
@@ -413,6 +414,11 @@ public final class Switch implements AutoCloseable {
                 port.device.handleRaised();
             } catch (RuntimeException e) {
                 LOG.log(Level.WARNING, "port {0}: handling a fault its worker raised: {1}", port.name, e.toString());
+            }
+            OffloadRule bad = port.takeBadOffload();   // at most one line per port and poll interval
+            if (bad != null) {
+                LOG.log(Level.WARNING, "port {0}: dropped a frame whose virtio-net header is invalid ({1}); "
+                        + "counted as drop_bad_offload_header", port.name, bad);
             }
         }
         logWorkerErrors();

@@ -581,6 +581,7 @@ final class Worker implements Agent {
                 offload = offloadCheck.check(header, b.csumOffset(i), src.device.features(), b, i, length, maxFrame);
                 if (offload == OffloadCheck.BAD) {
                     src.counters.dropBadOffloadHeader.incrementRelease();   // refused like an invalid frame: not rx
+                    src.reportBadOffload(offloadCheck.failed());             // housekeeping logs it, not us
                     invalid++;
                     continue;
                 }

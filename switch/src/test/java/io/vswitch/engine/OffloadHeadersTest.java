@@ -67,7 +67,8 @@ class OffloadHeadersTest {
 
     @Test
     void hostileHeadersAreCountedDropsAndTheQueueKeepsWorking() throws Exception {
-        try (Switch sw = Switch.start(ConfigLoader.parse(topology("", "", ""), "hostile.yaml"));
+        try (io.vswitch.vhost.testing.LogCapture log = new io.vswitch.vhost.testing.LogCapture();
+             Switch sw = Switch.start(ConfigLoader.parse(topology("", "", ""), "hostile.yaml"));
              TestFrontend a = TestFrontend.connect(dir.resolve("a.sock"), options(true)).setUp();
              TestFrontend b = TestFrontend.connect(dir.resolve("b.sock"), options(true)).setUp();
              TestFrontend c = TestFrontend.connect(dir.resolve("c.sock"), options(false)).setUp()) {
@@ -106,6 +107,8 @@ class OffloadHeadersTest {
             assertEquals(1, value(snap, "a", "rx_packets"), "refused frames are not counted as received");
             assertEquals(0, value(snap, "a", "queue_faults") + value(snap, "b", "queue_faults") + value(snap, "c", "queue_faults"));
             assertEquals(bad.size() + 1, a.txCompleted().size(), "every descriptor was returned");
+            io.vswitch.vhost.testing.LogCapture.Line line = log.await("port c: dropped a frame whose virtio-net header is invalid (CSUM_NOT_NEGOTIATED)");
+            assertTrue(!line.thread().startsWith("vswitch-worker"), "logged by housekeeping, not the worker: " + line.thread());
         }
     }
 

@@ -106,6 +106,45 @@ class OffloadsQemuTest {
     }
 
     /**
+     * Packed rings ({@code packed=on}) both ways: o1 sends TSO frames that o2, without GUEST_* offloads, gets
+     * segmented; o2 sends TSO frames (it still has HOST_TSO) that o1 gets whole with their header.
+     */
+    @Test
+    @Timeout(600)
+    void packedRingsCarryAndSegment() throws Exception {
+        QemuGuest.require();
+        Path sockets = Files.createTempDirectory("vso");
+        List<String> packed = List.of("-global", "virtio-net-pci.packed=on");
+        List<String> packedPlain = new ArrayList<>(packed);
+        packedPlain.addAll(NO_GUEST_OFFLOADS);
+        try (Switch sw = Switch.start(ConfigLoader.parse(topology(sockets, "learning", ""), "offloads-p.yaml"));
+             QemuGuest g1 = QemuGuest.start("off-p1", sockets.resolve("o1.sock"), false, "52:54:00:96:03:01", "10.96.3.1/24", work(), packed);
+             QemuGuest g2 = QemuGuest.start("off-p2", sockets.resolve("o2.sock"), false, "52:54:00:96:03:02", "10.96.3.2/24", work(),
+                     packedPlain)) {
+            g1.awaitReady(BOOT);
+            g2.awaitReady(BOOT);
+            assertTrue(sw.port("o1").device.txQueue().isPacked() && sw.port("o2").device.rxQueue().isPacked(), "packed rings");
+            g1.runOk("ping -c 1 -W 5 " + g2.ip(), CMD);
+            Path counters = sw.countersPath();
+            CountersFile.Snapshot before = CountersFile.read(counters);
+            transfer(g1, g2, 8 * 1024);
+            transfer(g2, g1, 8 * 1024);
+            CountersFile.Snapshot after = CountersFile.read(counters);
+            long fromO1 = meanFrame(before, after, "o1", "rx");
+            long intoO2 = meanFrame(before, after, "o2", "tx");
+            long fromO2 = meanFrame(before, after, "o2", "rx");
+            long intoO1 = meanFrame(before, after, "o1", "tx");
+            System.out.printf("packed rings: o1 sends %d B frames, o2 gets %d B; o2 sends %d B, o1 gets %d B (means)%n",
+                    fromO1, intoO2, fromO2, intoO1);
+            assertTrue(intoO2 <= 1514, "segmented for o2: " + intoO2);
+            assertTrue(fromO1 > 4 * 1514 && fromO2 > 4 * 1514, "both sent TSO frames");
+            assertEquals(0, value(after, "o1", "drop_bad_offload_header") + value(after, "o2", "drop_bad_offload_header"));
+        } finally {
+            delete(sockets);
+        }
+    }
+
+    /**
      * (c) dpdk-testpmd negotiates no offloads: between two guests, each cross-connected to one testpmd port with
      * testpmd forwarding port to port ({@code io}), everything testpmd gets must be a plain, valid frame, or the
      * receiving guest would drop it (it checks every TCP checksum) and the transfer would not complete intact.
