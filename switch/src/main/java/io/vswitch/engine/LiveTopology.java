@@ -660,7 +660,8 @@ public final class LiveTopology {
     private static boolean onlyLiveKeysDiffer(PortConfig a, PortConfig b) {
         return a.name().equals(b.name()) && a.socket().equals(b.socket()) && a.role() == b.role()
                 && a.notifyMode() == b.notifyMode() && a.worker() == b.worker() && a.queues() == b.queues()
-                && a.socketMode().equals(b.socketMode()) && a.socketGroup().equals(b.socketGroup());
+                && a.socketMode().equals(b.socketMode()) && a.socketGroup().equals(b.socketGroup())
+                && a.offloads() == b.offloads();   // the guest negotiates them at connect: re-added
     }
 
     private static String describeChange(PortConfig a, PortConfig b) {
