@@ -200,6 +200,29 @@ class OffloadHeadersTest {
         }
     }
 
+    /** A port on another worker gets finished frames: the hand-off buffers are MTU-sized and carry no header. */
+    @Test
+    void tsoFrameToAnotherWorkerIsSegmentedBeforeTheHandOff() throws Exception {
+        String yaml = topology("    worker: 0", "    worker: 1", "    worker: 1").replace("notify: poll", "notify: monitor\n  workers: 2");
+        try (Switch sw = Switch.start(ConfigLoader.parse(yaml, "tso-workers.yaml"));
+             TestFrontend a = TestFrontend.connect(dir.resolve("a.sock"), options(true)).setUp();
+             TestFrontend b = TestFrontend.connect(dir.resolve("b.sock"), options(true)).setUp()) {
+            for (String port : List.of("a", "b")) {
+                QemuGuestsTest.awaitCounter(sw.countersPath(), port, "link_up", 1);
+            }
+            b.postRxBuffers(64, 2048);
+            byte[] frame = tcp(false, 0, 10_000, 8, 1, ACK | PSH, 1);
+            a.transmitParts(new byte[][] {withHeader(header(F_NEEDS_CSUM, GSO_TCPV4, 0, 1448, L4, 16), frame)}, false);
+            List<RxFrame> segments = receive(b, (10_000 + 1447) / 1448);
+            ByteArrayOutputStream payload = new ByteArrayOutputStream();
+            for (RxFrame s : segments) {
+                assertTrue(tcpChecksumOk(s.data(), ETH, false) && ipv4ChecksumOk(s.data(), ETH));
+                payload.write(s.data(), L4 + TCP, s.data().length - L4 - TCP);
+            }
+            assertArrayEquals(Arrays.copyOfRange(frame, L4 + TCP, frame.length), payload.toByteArray());
+        }
+    }
+
     @Test
     void offloadsFalseOffersNone() throws Exception {
         String yaml = topology("    offloads: false", "    offloads: true", "");
