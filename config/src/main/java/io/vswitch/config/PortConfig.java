@@ -18,6 +18,8 @@ import java.util.OptionalInt;
  * @param socketMode  permission bits for a server socket file, e.g. {@code 0660}
  * @param socketGroup group owning a server socket file, so QEMU running as that group may connect
  * @param uplink      what the port is when it is not a vhost-user socket, or null
+ * @param offloads    offer checksum and TSO offloads to the guest (default true); false: the guest sends and
+ *                    receives plain, fully checksummed MTU-sized frames
  */
 public record PortConfig(
         String name,
@@ -31,7 +33,8 @@ public record PortConfig(
         int queues,
         OptionalInt socketMode,
         Optional<String> socketGroup,
-        UplinkConfig uplink) {
+        UplinkConfig uplink,
+        boolean offloads) {
 
     public static final SocketRole DEFAULT_ROLE = SocketRole.SERVER;
     public static final int DEFAULT_MAC_LIMIT = 1024;
@@ -60,7 +63,14 @@ public record PortConfig(
     /** A vhost-user port. */
     public PortConfig(String name, Path socket, SocketRole role, NotifyMode notifyMode, int worker, int macLimit,
                       VlanMode vlan, int mtu, int queues, OptionalInt socketMode, Optional<String> socketGroup) {
-        this(name, socket, role, notifyMode, worker, macLimit, vlan, mtu, queues, socketMode, socketGroup, null);
+        this(name, socket, role, notifyMode, worker, macLimit, vlan, mtu, queues, socketMode, socketGroup, null, true);
+    }
+
+    /** A port with offloads on (the default). */
+    public PortConfig(String name, Path socket, SocketRole role, NotifyMode notifyMode, int worker, int macLimit,
+                      VlanMode vlan, int mtu, int queues, OptionalInt socketMode, Optional<String> socketGroup,
+                      UplinkConfig uplink) {
+        this(name, socket, role, notifyMode, worker, macLimit, vlan, mtu, queues, socketMode, socketGroup, uplink, true);
     }
 
     /** True for a vhost-user port (one with a socket), false for an uplink. */
@@ -81,6 +91,11 @@ public record PortConfig(
 
     public PortConfig withWorker(int newWorker) {
         return new PortConfig(name, socket, role, notifyMode, newWorker, macLimit, vlan, mtu, queues, socketMode, socketGroup,
-                uplink);
+                uplink, offloads);
+    }
+
+    public PortConfig withOffloads(boolean on) {
+        return new PortConfig(name, socket, role, notifyMode, worker, macLimit, vlan, mtu, queues, socketMode, socketGroup,
+                uplink, on);
     }
 }

@@ -1,5 +1,7 @@
 package io.vswitch.engine;
 
+import io.vswitch.vhost.net.offload.OffloadCheck;
+import io.vswitch.vhost.net.offload.SoftwareOffload;
 import io.vswitch.vhost.virtio.PacketBatch;
 import io.vswitch.vhost.virtio.VirtQueue;
 
@@ -31,6 +33,15 @@ final class Forwarding {
     private final int[] spliceLengths = new int[PacketBatch.MAX_PIECES_PER_FRAME + 3];
     private final MemorySegment tag = MemorySegment.ofArray(new byte[TAG_SIZE]);
 
+    // offloads (see io.vswitch.vhost.net.offload): the frame being forwarded, as forward() checked it. A frame
+    // whose header asks for CSUM or TSO goes as it is to a guest that negotiated the matching GUEST_* features,
+    // and is finished in software (checksum, segmentation) for any other receiver.
+    private final OffloadCheck offloadCheck = new OffloadCheck();
+    private final SoftwareOffload softwareOffload = new SoftwareOffload();
+    private int frameOffload = OffloadCheck.PLAIN;
+    private long frameHeader;
+    private int frameCsumOffset;
+
     Forwarding(int workerId, boolean learning, MacTable macTable, SwitchPort[] allPorts, Handoff handoff) {
         this.workerId = workerId;
         this.learning = learning;
@@ -52,8 +63,22 @@ final class Forwarding {
                 invalid++;
                 continue;
             }
+            long header = b.headerWord(i);
+            int offload = OffloadCheck.PLAIN;
+            if (header != 0) {   // only guests write one; uplinks' and the switch's own frames have none
+                offload = offloadCheck.check(header, b.csumOffset(i), src.device.features(), b, i, length, maxFrame);
+                if (offload == OffloadCheck.BAD) {
+                    src.counters.dropBadOffloadHeader.incrementRelease();   // refused like an invalid frame: not rx
+                    src.reportBadOffload(offloadCheck.failed());             // housekeeping logs it, not us
+                    invalid++;
+                    continue;
+                }
+            }
+            frameOffload = offload;
+            frameHeader = header;
+            frameCsumOffset = offload == OffloadCheck.PLAIN ? 0 : b.csumOffset(i);
             bytes += length;
-            if (length > maxFrame) {
+            if (length > maxFrame && offload != OffloadCheck.TSO) {   // a TSO frame's segments were checked against it
                 src.counters.dropOverMtu.incrementRelease();
                 continue;
             }
@@ -129,7 +154,7 @@ final class Forwarding {
         if (handoff != null) {
             for (int w = 0; w < handoff.workers(); w++) {
                 if (handoff.connectedTo(w)) {
-                    handoff.stage(w, allPorts, src, HandoffHeader.FLOOD, b, frame, length, vlan, tagged);
+                    stage(w, src, HandoffHeader.FLOOD, b, frame, length, vlan, tagged);
                 }
             }
         }
@@ -140,14 +165,32 @@ final class Forwarding {
             return;
         }
         if (dst.worker != workerId) {
-            handoff.stage(dst.worker, allPorts, src, dst.index, b, frame, length, vlan, tagged);
+            stage(dst.worker, src, dst.index, b, frame, length, vlan, tagged);
             return;
         }
         deliverLocal(dst, b, frame, null, 0, length, vlan, tagged);
     }
 
+    /**
+     * Hands frame {@code frame} of {@code b} to {@code worker}. Pool buffers are MTU-sized and carry no virtio-net
+     * header: a frame with an offload is finished in software first and handed over as plain frames.
+     */
+    private void stage(int worker, SwitchPort src, int dstIndex, PacketBatch b, int frame, int length, int vlan,
+                       boolean tagged) {
+        if (b != null && frameOffload != OffloadCheck.PLAIN) {
+            int n = softwareOffload.prepare(b, frame, length, frameOffload, frameHeader, frameCsumOffset, offloadCheck);
+            for (int k = 0; k < n; k++) {
+                int segment = softwareOffload.segment(k);
+                handoff.stageFlat(worker, allPorts, src, dstIndex, null, 0, softwareOffload.output(), segment, vlan, tagged);
+            }
+            return;
+        }
+        handoff.stageFlat(worker, allPorts, src, dstIndex, b, frame, null, length, vlan, tagged);
+    }
+
     /** A frame another worker handed over: to port {@code dst}, or to every port of this worker when it floods. */
     void deliverHandedOver(MemorySegment memory, long offset, int length, int dst, int vlan, boolean tagged) {
+        frameOffload = OffloadCheck.PLAIN;   // hand-offs are plain frames (see stage)
         if (dst >= 0) {
             deliverBuffer(allPorts[dst], memory, offset, length, vlan, tagged);
         } else {
@@ -171,6 +214,10 @@ final class Forwarding {
     private void deliverLocal(SwitchPort dst, PacketBatch b, int frame, MemorySegment flat, long flatOffset,
                               int length, int vlan, boolean tagged) {
         if (dst.uplink != null) {
+            if (b != null && frameOffload != OffloadCheck.PLAIN) {
+                deliverFinished(dst, b, frame, length, vlan, tagged);   // uplinks send plain frames
+                return;
+            }
             deliverUplink(dst, b, frame, flat, flatOffset, length, vlan, tagged);
             return;
         }
@@ -181,10 +228,21 @@ final class Forwarding {
         VirtQueue rx = dst.device.rxQueue();
         boolean insert = dst.trunk != null && !tagged;
         boolean strip = dst.trunk == null && tagged;
+        long header = 0;
+        int csumOffset = 0;
+        if (b != null && frameOffload != OffloadCheck.PLAIN) {
+            if (!OffloadCheck.receiverTakes(dst.device.features(), frameHeader)) {
+                deliverFinished(dst, b, frame, length, vlan, tagged);
+                return;
+            }
+            // the guest takes it as it is: one frame, one copy, the header carried over (moved with the tag)
+            header = OffloadCheck.forReceiver(frameHeader, insert ? TAG_SIZE : strip ? -TAG_SIZE : 0);
+            csumOffset = frameCsumOffset;
+        }
         boolean delivered;
         int outLength = length;
         if (!insert && !strip) {
-            delivered = b != null ? rx.enqueue(b, frame) : rx.enqueue(flat, flatOffset, length);
+            delivered = b != null ? rx.enqueue(b, frame, header, csumOffset) : rx.enqueue(flat, flatOffset, length);
         } else {
             int skip = strip ? TAG_SIZE : 0;
             int n = piecesOf(b, frame, flat, flatOffset, 0, 12, 0);
@@ -193,7 +251,7 @@ final class Forwarding {
             }
             n += piecesOf(b, frame, flat, flatOffset, 12 + skip, length - 12 - skip, n);
             outLength = insert ? length + TAG_SIZE : length - TAG_SIZE;
-            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, n, outLength);
+            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, n, outLength, header, csumOffset);
         }
         if (delivered) {
             dst.pendingTxPackets++;
@@ -204,6 +262,18 @@ final class Forwarding {
             dst.pendingRxTooSmall++;   // the guest posted buffers too small for the frame (no MRG_RXBUF)
         } else {
             dst.pendingRxRingFull++;
+        }
+    }
+
+    /**
+     * The software fallback: the frame's checksum completed, or the frame cut into MSS-sized segments, each
+     * delivered as a plain frame (tag inserted or stripped as for any frame).
+     */
+    private void deliverFinished(SwitchPort dst, PacketBatch b, int frame, int length, int vlan, boolean tagged) {
+        int n = softwareOffload.prepare(b, frame, length, frameOffload, frameHeader, frameCsumOffset, offloadCheck);
+        for (int k = 0; k < n; k++) {
+            int segment = softwareOffload.segment(k);
+            deliverLocal(dst, null, 0, softwareOffload.output(), 0, segment, vlan, tagged);
         }
     }
 

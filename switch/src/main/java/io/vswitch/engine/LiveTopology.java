@@ -660,7 +660,8 @@ public final class LiveTopology {
     private static boolean onlyLiveKeysDiffer(PortConfig a, PortConfig b) {
         return a.name().equals(b.name()) && a.socket().equals(b.socket()) && a.role() == b.role()
                 && a.notifyMode() == b.notifyMode() && a.worker() == b.worker() && a.queues() == b.queues()
-                && a.socketMode().equals(b.socketMode()) && a.socketGroup().equals(b.socketGroup());
+                && a.socketMode().equals(b.socketMode()) && a.socketGroup().equals(b.socketGroup())
+                && a.offloads() == b.offloads();   // the guest negotiates them at connect: re-added
     }
 
     private static String describeChange(PortConfig a, PortConfig b) {
@@ -948,7 +949,7 @@ public final class LiveTopology {
 
     private static PortConfig withNotify(PortConfig p, NotifyMode mode) {
         return new PortConfig(p.name(), p.socket(), p.role(), mode, p.worker(), p.macLimit(), p.vlan(), p.mtu(),
-                p.queues(), p.socketMode(), p.socketGroup());
+                p.queues(), p.socketMode(), p.socketGroup(), null, p.offloads());
     }
 
     /** A port's settings as {@code key=value} (what {@link #parsePort} reads back). */
@@ -995,7 +996,7 @@ public final class LiveTopology {
         try {
             PortConfig pc = ConfigLoader.parse(y.toString(), what).ports().getFirst();
             return new PortConfig(pc.name(), pc.socket(), pc.role(), pc.notifyMode(), pc.worker(), pc.macLimit(),
-                    pc.vlan(), pc.mtu(), pc.queues(), pc.socketMode(), pc.socketGroup());
+                    pc.vlan(), pc.mtu(), pc.queues(), pc.socketMode(), pc.socketGroup(), null, pc.offloads());
         } catch (ConfigException e) {
             List<String> lines = new ArrayList<>();
             for (ConfigError err : e.errors()) {

@@ -86,6 +86,13 @@ public final class TestFrontend implements AutoCloseable {
         public boolean packed;
         /** VIRTIO_F_IN_ORDER. */
         public boolean inOrder;
+        /** Further feature bits to negotiate (offloads, say). */
+        public long extraFeatures;
+
+        public Options extraFeatures(long bits) {
+            extraFeatures = bits;
+            return this;
+        }
 
         public Options packed(boolean on) {
             packed = on;
@@ -147,7 +154,7 @@ public final class TestFrontend implements AutoCloseable {
             if (inOrder) {
                 f |= Features.bit(Features.VIRTIO_F_IN_ORDER);
             }
-            return f;
+            return f | extraFeatures;
         }
     }
 

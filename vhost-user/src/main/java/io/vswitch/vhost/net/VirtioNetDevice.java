@@ -51,6 +51,8 @@ public final class VirtioNetDevice {
     private long status;
     /** The port's MTU: the most NET_SET_MTU may set (the switch drops longer frames anyway). */
     private volatile int maxMtu = 1500;
+    /** What GET_FEATURES offers: every device feature, less the offloads when the port turned them off. */
+    private volatile long offeredFeatures = Features.DEVICE_FEATURES;
     /** The MTU the frontend gave the guest (NET_SET_MTU), or 0 when it gave none. */
     private int mtu;
     private volatile boolean running;
@@ -295,9 +297,22 @@ public final class VirtioNetDevice {
         return null;
     }
 
+    /**
+     * Whether GET_FEATURES offers the checksum/TSO offloads ({@link Features#OFFLOAD_FEATURES}); set by the switch
+     * from the port's {@code offloads} setting before a frontend connects.
+     */
+    public void setOffloadsOffered(boolean offered) {
+        this.offeredFeatures = offered ? Features.DEVICE_FEATURES : Features.DEVICE_FEATURES & ~Features.OFFLOAD_FEATURES;
+    }
+
+    /** The feature bits GET_FEATURES answers. */
+    public long offeredFeatures() {
+        return offeredFeatures;
+    }
+
     /** Accepts negotiated features; returns an error text when the frontend asks for something not offered. */
     public synchronized String setFeatures(long requested) {
-        long unknown = requested & ~Features.DEVICE_FEATURES;
+        long unknown = requested & ~offeredFeatures;
         if (unknown != 0) {
             return "frontend set features we never offered: 0x" + Long.toHexString(unknown);
         }

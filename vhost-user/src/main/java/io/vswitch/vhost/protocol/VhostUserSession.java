@@ -98,7 +98,7 @@ public final class VhostUserSession implements AutoCloseable {
         final DataPath untouched = DataPath.UNTOUCHED;
         final DataPath grace = DataPath.GRACE_PERIOD;
         final DataPath stopped = DataPath.STOPPED;
-        on(VhostUserRequest.GET_FEATURES, 0, untouched, (m, f) -> replyU64(m, Features.DEVICE_FEATURES));
+        on(VhostUserRequest.GET_FEATURES, 0, untouched, (m, f) -> replyU64(m, device.offeredFeatures()));
         on(VhostUserRequest.SET_FEATURES, U64_SIZE, untouched, (m, f) -> apply(device.setFeatures(m.u64(0))));
         on(VhostUserRequest.GET_PROTOCOL_FEATURES, 0, untouched, (m, f) -> replyU64(m, Features.PROTOCOL_FEATURES));
         on(VhostUserRequest.SET_PROTOCOL_FEATURES, U64_SIZE, untouched, (m, f) -> apply(device.setProtocolFeatures(m.u64(0))));
