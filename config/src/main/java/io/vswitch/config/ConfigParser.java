@@ -21,7 +21,7 @@ final class ConfigParser {
     static final List<String> SWITCH_KEYS = List.of("mode", "notify", "workers", "cpus", "burst",
             "mac-aging-seconds", "hybrid-quiet-polls", "runtime-dir", "metrics");
     static final List<String> PORT_KEYS = List.of("name", "socket", "mode", "notify", "worker", "mac-limit",
-            "vlan", "trunk", "mtu", "queues", "workers", "socket-mode", "socket-group", "type", "local", "remote", "vni", "interface");
+            "vlan", "trunk", "mtu", "queues", "workers", "socket-mode", "socket-group", "offloads", "type", "local", "remote", "vni", "interface");
     static final String[] PORT_TYPES = {"vhost-user", "vxlan", "afpacket"};
     /** Linux interface names: IFNAMSIZ (16) including the NUL, no slash, no white space. */
     private static final Pattern INTERFACE = Pattern.compile("[^/\\s:]{1,15}");
@@ -157,12 +157,13 @@ final class ConfigParser {
         OptionalInt socketMode = m.get("socket-mode").flatMap(ConfigParser::octalMode)
                 .map(OptionalInt::of).orElse(OptionalInt.empty());
         Optional<String> socketGroup = m.get("socket-group").flatMap(ConfigParser::nonEmptyString);
+        boolean offloads = m.get("offloads").flatMap(YamlValue::asBoolean).orElse(true);
         if (name.isEmpty() || socket.isEmpty()) {
             name.ifPresent(incompleteNames::add);
             return Optional.empty();
         }
         PortConfig port = new PortConfig(name.get(), socket.get(), role, notify, worker.orElse(0), macLimit, vlan,
-                mtu, queues, socketMode, socketGroup);
+                mtu, queues, socketMode, socketGroup, null, List.of(), offloads);
         if (queueWorkers.isPresent()) {
             port = port.withQueueWorkers(queueWorkers.get());
         }
@@ -222,7 +223,7 @@ final class ConfigParser {
     private static Optional<PortEntry> uplinkPort(YamlMapping m, String type, Optional<String> name,
                                                   Optional<YamlValue> nameAt, NotifyMode defaultNotify,
                                                   int workerLimit, Set<String> incompleteNames) {
-        for (String key : List.of("socket", "mode", "socket-mode", "socket-group", "queues")) {
+        for (String key : List.of("socket", "mode", "socket-mode", "socket-group", "queues", "offloads")) {
             m.get(key).ifPresent(v -> v.error("only for vhost-user ports, not type " + type));
         }
         List<String> foreign = type.equals("vxlan") ? List.of("interface", "workers") : List.of("local", "remote", "vni");

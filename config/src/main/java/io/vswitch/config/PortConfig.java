@@ -21,6 +21,8 @@ import java.util.OptionalInt;
  * @param uplink      what the port is when it is not a vhost-user socket, or null
  * @param queueWorkers the workers that own the port's queue pairs, pair p on {@code queueWorkers[p % size]}
  *                    (topology key {@code workers}); empty: every pair on {@code worker}
+ * @param offloads    offer checksum and TSO offloads to the guest (default true); false: the guest sends and
+ *                    receives plain, fully checksummed MTU-sized frames
  */
 public record PortConfig(
         String name,
@@ -35,7 +37,8 @@ public record PortConfig(
         OptionalInt socketMode,
         Optional<String> socketGroup,
         UplinkConfig uplink,
-        List<Integer> queueWorkers) {
+        List<Integer> queueWorkers,
+        boolean offloads) {
 
     public static final SocketRole DEFAULT_ROLE = SocketRole.SERVER;
     public static final int DEFAULT_MAC_LIMIT = 1024;
@@ -66,13 +69,13 @@ public record PortConfig(
     public PortConfig(String name, Path socket, SocketRole role, NotifyMode notifyMode, int worker, int macLimit,
                       VlanMode vlan, int mtu, int queues, OptionalInt socketMode, Optional<String> socketGroup,
                       UplinkConfig uplink) {
-        this(name, socket, role, notifyMode, worker, macLimit, vlan, mtu, queues, socketMode, socketGroup, uplink, List.of());
+        this(name, socket, role, notifyMode, worker, macLimit, vlan, mtu, queues, socketMode, socketGroup, uplink, List.of(), true);
     }
 
     /** A vhost-user port. */
     public PortConfig(String name, Path socket, SocketRole role, NotifyMode notifyMode, int worker, int macLimit,
                       VlanMode vlan, int mtu, int queues, OptionalInt socketMode, Optional<String> socketGroup) {
-        this(name, socket, role, notifyMode, worker, macLimit, vlan, mtu, queues, socketMode, socketGroup, null, List.of());
+        this(name, socket, role, notifyMode, worker, macLimit, vlan, mtu, queues, socketMode, socketGroup, null, List.of(), true);
     }
 
     /** True for a vhost-user port (one with a socket), false for an uplink. */
@@ -97,13 +100,18 @@ public record PortConfig(
             return this;
         }
         return new PortConfig(name, socket, role, notifyMode, newWorker, macLimit, vlan, mtu, queues, socketMode, socketGroup,
-                uplink, queueWorkers);
+                uplink, queueWorkers, offloads);
     }
 
     /** The same port with its queue pairs on {@code workers} (empty: all on {@link #worker()}). */
     public PortConfig withQueueWorkers(List<Integer> workers) {
         return new PortConfig(name, socket, role, notifyMode, workers.isEmpty() ? worker : workers.get(0), macLimit, vlan,
-                mtu, queues, socketMode, socketGroup, uplink, workers);
+                mtu, queues, socketMode, socketGroup, uplink, workers, offloads);
+    }
+
+    public PortConfig withOffloads(boolean on) {
+        return new PortConfig(name, socket, role, notifyMode, worker, macLimit, vlan, mtu, queues, socketMode, socketGroup,
+                uplink, queueWorkers, on);
     }
 
     /** The worker that owns queue pair {@code pair}: polls its transmit queue and fills its receive queue. */

@@ -84,6 +84,7 @@ public final class TopologyWriter {
             return y.toString();   // no queues or socket ownership: those are vhost-user keys
         }
         y.append(in).append("queues: ").append(p.queues()).append('\n');
+        y.append(in).append("offloads: ").append(p.offloads()).append('\n');
         p.socketMode().ifPresent(m -> y.append(in).append("socket-mode: \"0").append(Integer.toOctalString(m)).append("\"\n"));
         p.socketGroup().ifPresent(g -> y.append(in).append("socket-group: ").append(quote(g)).append('\n'));
         return y.toString();

@@ -92,6 +92,14 @@ final class YamlValue {
         return wrongType("a string");
     }
 
+    /** {@code true} or {@code false} (YAML 1.1's yes/no/on/off are refused: they surprise people). */
+    Optional<Boolean> asBoolean() {
+        if (node instanceof ScalarNode s && !isNull() && (s.getValue().equals("true") || s.getValue().equals("false"))) {
+            return Optional.of(Boolean.parseBoolean(s.getValue()));
+        }
+        return wrongType("true or false");
+    }
+
     Optional<Integer> asInt(int min, int max) {
         if (!(node instanceof ScalarNode s) || !s.getTag().equals(Tag.INT)) {
             return wrongType("an integer");

@@ -74,7 +74,7 @@ class ConfigErrorsTest {
     @Test
     void unknownKeyWithoutSuggestion() {
         assertEquals("topo.yaml:4: ports[0].colour: unknown key (expected one of name, socket, mode, notify, worker,"
-                + " mac-limit, vlan, trunk, mtu, queues, workers, socket-mode, socket-group, type, local, remote, vni, interface)", errorOf("""
+                + " mac-limit, vlan, trunk, mtu, queues, workers, socket-mode, socket-group, offloads, type, local, remote, vni, interface)", errorOf("""
                 ports:
                   - name: vm1
                     socket: /tmp/vswitch/vm1.sock

@@ -2,8 +2,18 @@ package io.vswitch.protocol;
 
 /** Feature bits: virtio-net device features and vhost-user protocol features that we use or refuse. */
 public final class Features {
+    public static final int VIRTIO_NET_F_CSUM = 0;
+    public static final int VIRTIO_NET_F_GUEST_CSUM = 1;
     public static final int VIRTIO_NET_F_MTU = 3;
     public static final int VIRTIO_NET_F_MAC = 5;
+    public static final int VIRTIO_NET_F_GUEST_TSO4 = 7;
+    public static final int VIRTIO_NET_F_GUEST_TSO6 = 8;
+    public static final int VIRTIO_NET_F_GUEST_ECN = 9;
+    public static final int VIRTIO_NET_F_GUEST_UFO = 10;
+    public static final int VIRTIO_NET_F_HOST_TSO4 = 11;
+    public static final int VIRTIO_NET_F_HOST_TSO6 = 12;
+    public static final int VIRTIO_NET_F_HOST_ECN = 13;
+    public static final int VIRTIO_NET_F_HOST_UFO = 14;
     public static final int VIRTIO_NET_F_MRG_RXBUF = 15;
     public static final int VIRTIO_NET_F_STATUS = 16;
     public static final int VIRTIO_NET_F_CTRL_VQ = 17;
@@ -28,8 +38,8 @@ public final class Features {
     public static final int PROTOCOL_F_STATUS = 16;
 
     /**
-     * What the switch offers to a virtio-net frontend: only what the data path really implements. No
-     * checksum or GSO offload (frames are switched as they are). RING_PACKED: packed virtqueues; IN_ORDER:
+     * What the switch offers to a virtio-net frontend: only what the data path really implements, with
+     * {@link #OFFLOAD_FEATURES} unless the port turned them off. RING_PACKED: packed virtqueues; IN_ORDER:
      * buffers are used in the order they were made available (a TX burst returns as one used element). LOG_ALL: dirty-page
      * logging for live migration. CTRL_VQ and GUEST_ANNOUNCE: the frontend serves the control queue itself
      * (QEMU, DPDK virtio-user), so that a migrated guest announces its own MAC. MTU: the frontend tells the
@@ -40,7 +50,23 @@ public final class Features {
             | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_NET_F_STATUS)
             | bit(VIRTIO_F_ANY_LAYOUT) | bit(VHOST_USER_F_PROTOCOL_FEATURES) | bit(VHOST_F_LOG_ALL)
             | bit(VIRTIO_NET_F_CTRL_VQ) | bit(VIRTIO_NET_F_GUEST_ANNOUNCE) | bit(VIRTIO_NET_F_MTU)
-            | bit(VIRTIO_F_RING_PACKED) | bit(VIRTIO_F_IN_ORDER);
+            | bit(VIRTIO_F_RING_PACKED) | bit(VIRTIO_F_IN_ORDER) | offloadBits();
+
+    /**
+     * Checksum and TCP segmentation offloads, both ways (see {@code io.vswitch.vhost.net.offload}): the guest may
+     * send frames with a partial checksum (CSUM) and TCP frames up to 64 KiB to be cut at gso_size (HOST_TSO4/6,
+     * with the CWR bit: HOST_ECN); the switch validates the header and either hands the frame on as it is to a
+     * guest that negotiated the matching GUEST_* features, or finishes the work in software. UFO is not offered:
+     * Linux stopped sending it (4.14) and IPv4 fragmentation in software is not implemented.
+     * A port with {@code offloads: false} offers none of these.
+     */
+    public static final long OFFLOAD_FEATURES = offloadBits();
+
+    private static long offloadBits() {
+        return bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_GUEST_CSUM) | bit(VIRTIO_NET_F_HOST_TSO4)
+                | bit(VIRTIO_NET_F_HOST_TSO6) | bit(VIRTIO_NET_F_HOST_ECN) | bit(VIRTIO_NET_F_GUEST_TSO4)
+                | bit(VIRTIO_NET_F_GUEST_TSO6) | bit(VIRTIO_NET_F_GUEST_ECN);
+    }
 
     /**
      * The protocol features we implement for a single-queue port. A multiqueue port adds {@link #PROTOCOL_F_MQ}

@@ -82,7 +82,7 @@ final class StatsCommand implements Callable<Integer> {
     private static final String[][] TABLES = {
         {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "link_up", "connections", "notifications", "kicks"},
         {"drop_rx_ring_full", "drop_rx_buffer_too_small", "drop_queue_fault", "drop_no_buffers", "drop_port_down", "drop_invalid",
-            "invalid_too_short", "invalid_too_large", "invalid_too_many_pieces", "drop_over_mtu", "drop_vlan", "drop_hairpin", "queue_faults",
+            "invalid_too_short", "invalid_too_large", "invalid_too_many_pieces", "drop_over_mtu", "drop_vlan", "drop_hairpin", "drop_bad_offload_header", "queue_faults",
             "protocol_errors", "macs_learned", "mac_moves", "macs"},
         {"drop_malformed", "drop_vni", "drop_foreign_vtep", "drop_tx_error"},
     };

@@ -1,5 +1,7 @@
 package io.vswitch.engine;
 
+import io.vswitch.vhost.net.offload.OffloadCheck;
+import io.vswitch.vhost.net.offload.SoftwareOffload;
 import io.vswitch.vhost.virtio.PacketBatch;
 import io.vswitch.vhost.virtio.VirtQueue;
 
@@ -41,6 +43,15 @@ final class Forwarding {
     private final long[] spliceOffsets = new long[PacketBatch.MAX_PIECES_PER_FRAME + 3];
     private final int[] spliceLengths = new int[PacketBatch.MAX_PIECES_PER_FRAME + 3];
     private final MemorySegment tag = MemorySegment.ofArray(new byte[TAG_SIZE]);
+
+    // offloads (see io.vswitch.vhost.net.offload): the frame being forwarded, as forward() checked it. A frame
+    // whose header asks for CSUM or TSO goes as it is to a guest that negotiated the matching GUEST_* features,
+    // and is finished in software (checksum, segmentation) for any other receiver.
+    private final OffloadCheck offloadCheck = new OffloadCheck();
+    private final SoftwareOffload softwareOffload = new SoftwareOffload();
+    private int frameOffload = OffloadCheck.PLAIN;
+    private long frameHeader;
+    private int frameCsumOffset;
 
     Forwarding(int workerId, boolean learning, MacTable macTable, SwitchPort[] allPorts, Handoff handoff) {
         this.workerId = workerId;
@@ -85,8 +96,22 @@ final class Forwarding {
                 invalid++;
                 continue;
             }
+            long header = b.headerWord(i);
+            int offload = OffloadCheck.PLAIN;
+            if (header != 0) {   // only guests write one; uplinks' and the switch's own frames have none
+                offload = offloadCheck.check(header, b.csumOffset(i), src.device.features(), b, i, length, maxFrame);
+                if (offload == OffloadCheck.BAD) {
+                    src.counters.dropBadOffloadHeader.increment();   // refused like an invalid frame: not rx (atomic: a spread port's shards share it)
+                    src.reportBadOffload(offloadCheck.failed());             // housekeeping logs it, not us
+                    invalid++;
+                    continue;
+                }
+            }
+            frameOffload = offload;
+            frameHeader = header;
+            frameCsumOffset = offload == OffloadCheck.PLAIN ? 0 : b.csumOffset(i);
             bytes += length;
-            if (length > maxFrame) {
+            if (length > maxFrame && offload != OffloadCheck.TSO) {   // a TSO frame's segments were checked against it
                 src.counters.dropOverMtu.increment();
                 continue;
             }
@@ -180,8 +205,7 @@ final class Forwarding {
             int hash = multiQueue ? hashOf(b, frame) : 0;
             for (int w = 0; w < handoff.workers(); w++) {
                 if (handoff.connectedTo(w)) {
-                    handoff.stage(w, allPorts, src, HandoffHeader.FLOOD, HandoffHeader.NO_PAIR, hash, b, frame, length,
-                            vlan, tagged);
+                    stage(w, src, HandoffHeader.FLOOD, HandoffHeader.NO_PAIR, hash, b, frame, length, vlan, tagged);
                 }
             }
         }
@@ -208,12 +232,30 @@ final class Forwarding {
                 deliverLocal(members[workerId], b, frame, null, 0, length, vlan, tagged, pair);
                 return;
             }
-            handoff.stage(dst.worker, allPorts, src, dst.index, pair, multiQueue ? hashOf(b, frame) : 0, b, frame,
-                    length, vlan, tagged);
+            stage(dst.worker, src, dst.index, pair, multiQueue ? hashOf(b, frame) : 0, b, frame, length, vlan, tagged);
             return;
         }
         frameHash = multiQueue ? hashOf(b, frame) : 0;
         deliverLocal(dst, b, frame, null, 0, length, vlan, tagged, pair);
+    }
+
+    /**
+     * Hands frame {@code frame} of {@code b} to {@code worker}, with the receive pair the sender picked
+     * ({@link HandoffHeader#NO_PAIR}: none) and its flow hash. Pool buffers are MTU-sized and carry no virtio-net
+     * header: a frame with an offload is finished in software first and handed over as plain frames.
+     */
+    private void stage(int worker, SwitchPort src, int dstIndex, int pair, int hash, PacketBatch b, int frame,
+                       int length, int vlan, boolean tagged) {
+        if (b != null && frameOffload != OffloadCheck.PLAIN) {
+            int n = softwareOffload.prepare(b, frame, length, frameOffload, frameHeader, frameCsumOffset, offloadCheck);
+            for (int k = 0; k < n; k++) {
+                int segment = softwareOffload.segment(k);
+                handoff.stageFlat(worker, allPorts, src, dstIndex, pair, hash, null, 0, softwareOffload.output(), segment,
+                        vlan, tagged);
+            }
+            return;
+        }
+        handoff.stageFlat(worker, allPorts, src, dstIndex, pair, hash, b, frame, null, length, vlan, tagged);
     }
 
     /**
@@ -224,6 +266,7 @@ final class Forwarding {
     void deliverHandedOver(int from, MemorySegment memory, long offset, int length, int dst, int vlan, boolean tagged,
                            int pair, int hash) {
         flatHash = hash;
+        frameOffload = OffloadCheck.PLAIN;   // hand-offs are plain frames (see stage)
         if (dst >= 0) {
             SwitchPort target = allPorts[dst];
             if (pair >= 0 && target.spread) {
@@ -255,6 +298,10 @@ final class Forwarding {
     private void deliverLocal(SwitchPort dst, PacketBatch b, int frame, MemorySegment flat, long flatOffset,
                               int length, int vlan, boolean tagged, int pair) {
         if (dst.uplink != null) {
+            if (b != null && frameOffload != OffloadCheck.PLAIN) {
+                deliverFinished(dst, b, frame, length, vlan, tagged, HandoffHeader.NO_PAIR);   // uplinks send plain frames
+                return;
+            }
             deliverUplink(dst, b, frame, flat, flatOffset, length, vlan, tagged);
             return;
         }
@@ -278,10 +325,21 @@ final class Forwarding {
         }
         boolean insert = dst.trunk != null && !tagged;
         boolean strip = dst.trunk == null && tagged;
+        long header = 0;
+        int csumOffset = 0;
+        if (b != null && frameOffload != OffloadCheck.PLAIN) {
+            if (!OffloadCheck.receiverTakes(dst.device.features(), frameHeader)) {
+                deliverFinished(dst, b, frame, length, vlan, tagged, pair);
+                return;
+            }
+            // the guest takes it as it is: one frame, one copy, the header carried over (moved with the tag)
+            header = OffloadCheck.forReceiver(frameHeader, insert ? TAG_SIZE : strip ? -TAG_SIZE : 0);
+            csumOffset = frameCsumOffset;
+        }
         boolean delivered;
         int outLength = length;
         if (!insert && !strip) {
-            delivered = b != null ? rx.enqueue(b, frame) : rx.enqueue(flat, flatOffset, length);
+            delivered = b != null ? rx.enqueue(b, frame, header, csumOffset) : rx.enqueue(flat, flatOffset, length);
         } else {
             int skip = strip ? TAG_SIZE : 0;
             int n = piecesOf(b, frame, flat, flatOffset, 0, 12, 0);
@@ -290,7 +348,7 @@ final class Forwarding {
             }
             n += piecesOf(b, frame, flat, flatOffset, 12 + skip, length - 12 - skip, n);
             outLength = insert ? length + TAG_SIZE : length - TAG_SIZE;
-            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, n, outLength);
+            delivered = rx.enqueue(spliceSegments, spliceOffsets, spliceLengths, 0, n, outLength, header, csumOffset);
         }
         if (delivered) {
             dst.pendingTxPackets++;
@@ -303,6 +361,18 @@ final class Forwarding {
             dst.pendingRxTooSmall++;   // the guest posted buffers too small for the frame (no MRG_RXBUF)
         } else {
             dst.pendingRxRingFull++;
+        }
+    }
+
+    /**
+     * The software fallback: the frame's checksum completed, or the frame cut into MSS-sized segments, each
+     * delivered as a plain frame (tag inserted or stripped as for any frame).
+     */
+    private void deliverFinished(SwitchPort dst, PacketBatch b, int frame, int length, int vlan, boolean tagged, int pair) {
+        int n = softwareOffload.prepare(b, frame, length, frameOffload, frameHeader, frameCsumOffset, offloadCheck);
+        for (int k = 0; k < n; k++) {
+            int segment = softwareOffload.segment(k);
+            deliverLocal(dst, null, 0, softwareOffload.output(), 0, segment, vlan, tagged, pair);
         }
     }
 

@@ -73,11 +73,12 @@ final class Handoff {
     }
 
     /**
-     * Copies frame {@code frame} of {@code b} for {@code worker}, with the receive pair the sender picked
+     * Copies frame {@code frame} of {@code b}, or when {@code b} is null the first {@code length} bytes of
+     * {@code flat} (a frame finished in software), for {@code worker}, with the receive pair the sender picked
      * ({@link HandoffHeader#NO_PAIR}: none) and its flow hash; a frame that finds no buffer is counted on its port.
      */
-    void stage(int worker, SwitchPort[] allPorts, SwitchPort src, int dstIndex, int pair, int hash, PacketBatch b,
-               int frame, int length, int vlan, boolean tagged) {
+    void stageFlat(int worker, SwitchPort[] allPorts, SwitchPort src, int dstIndex, int pair, int hash, PacketBatch b,
+                   int frame, MemorySegment flat, int length, int vlan, boolean tagged) {
         SwitchPort dropOn = dstIndex >= 0 ? allPorts[dstIndex] : src;
         if (stagedCount[worker] == staged[worker].length || length + HandoffHeader.SIZE > pool.bufferSize()) {
             dropOn.counters.dropNoBuffers.increment();   // several workers may count on one port: atomic
@@ -92,7 +93,11 @@ final class Handoff {
         long at = pool.offset(handle);
         HandoffHeader.write(memory, at, length, dstIndex, src.index, vlan, tagged, hash, pair);
         try {
-            b.copyFrame(frame, memory, at + HandoffHeader.SIZE);   // reads the source guest's memory: may fail
+            if (b != null) {
+                b.copyFrame(frame, memory, at + HandoffHeader.SIZE);   // reads the source guest's memory: may fail
+            } else {
+                MemorySegment.copy(flat, 0, memory, at + HandoffHeader.SIZE, length);
+            }
         } catch (RuntimeException e) {
             pool.release(handle);   // not staged: give it back, then let the pass attribute the failure
             throw e;

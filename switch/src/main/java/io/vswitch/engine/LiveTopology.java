@@ -683,7 +683,8 @@ public final class LiveTopology {
         return a.name().equals(b.name()) && a.socket().equals(b.socket()) && a.role() == b.role()
                 && a.notifyMode() == b.notifyMode() && a.worker() == b.worker() && a.queues() == b.queues()
                 && a.queueWorkers().equals(b.queueWorkers())
-                && a.socketMode().equals(b.socketMode()) && a.socketGroup().equals(b.socketGroup());
+                && a.socketMode().equals(b.socketMode()) && a.socketGroup().equals(b.socketGroup())
+                && a.offloads() == b.offloads();   // the guest negotiates them at connect: re-added
     }
 
     private static String describeChange(PortConfig a, PortConfig b) {
@@ -997,7 +998,7 @@ public final class LiveTopology {
 
     private static PortConfig withNotify(PortConfig p, NotifyMode mode) {
         return new PortConfig(p.name(), p.socket(), p.role(), mode, p.worker(), p.macLimit(), p.vlan(), p.mtu(),
-                p.queues(), p.socketMode(), p.socketGroup(), null, p.queueWorkers());
+                p.queues(), p.socketMode(), p.socketGroup(), null, p.queueWorkers(), p.offloads());
     }
 
     /** A port's settings as {@code key=value} (what {@link #parsePort} reads back). */
@@ -1044,7 +1045,7 @@ public final class LiveTopology {
         try {
             PortConfig pc = ConfigLoader.parse(y.toString(), what).ports().getFirst();
             return new PortConfig(pc.name(), pc.socket(), pc.role(), pc.notifyMode(), pc.worker(), pc.macLimit(),
-                    pc.vlan(), pc.mtu(), pc.queues(), pc.socketMode(), pc.socketGroup());
+                    pc.vlan(), pc.mtu(), pc.queues(), pc.socketMode(), pc.socketGroup(), null, pc.queueWorkers(), pc.offloads());
         } catch (ConfigException e) {
             List<String> lines = new ArrayList<>();
             for (ConfigError err : e.errors()) {

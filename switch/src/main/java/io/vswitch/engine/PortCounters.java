@@ -28,6 +28,8 @@ public final class PortCounters implements AutoCloseable {
     final AtomicCounter invalidTooShort;
     final AtomicCounter invalidTooLarge;
     final AtomicCounter invalidTooManyPieces;
+    /** Frames whose virtio-net header asked for an offload that is nonsense for the frame or not negotiated. */
+    final AtomicCounter dropBadOffloadHeader;
     final AtomicCounter notifications;
     final AtomicCounter kicks;
     final AtomicCounter queueFaults;
@@ -56,6 +58,7 @@ public final class PortCounters implements AutoCloseable {
         invalidTooShort = file.newCounter("port", port, "invalid_too_short");
         invalidTooLarge = file.newCounter("port", port, "invalid_too_large");
         invalidTooManyPieces = file.newCounter("port", port, "invalid_too_many_pieces");
+        dropBadOffloadHeader = file.newCounter("port", port, "drop_bad_offload_header");
         notifications = file.newCounter("port", port, "notifications");
         kicks = file.newCounter("port", port, "kicks");
         queueFaults = file.newCounter("port", port, "queue_faults");
@@ -70,7 +73,7 @@ public final class PortCounters implements AutoCloseable {
     @Override
     public void close() {
         for (AtomicCounter c : new AtomicCounter[] {rxPackets, rxBytes, txPackets, txBytes, dropRxRingFull,
-                dropRxBufferTooSmall, dropQueueFault, invalidTooShort, invalidTooLarge, invalidTooManyPieces, dropNoBuffers, dropPortDown, dropInvalid, dropOverMtu, dropVlan, dropHairpin, notifications, kicks, queueFaults,
+                dropRxBufferTooSmall, dropQueueFault, invalidTooShort, invalidTooLarge, invalidTooManyPieces, dropNoBuffers, dropPortDown, dropInvalid, dropOverMtu, dropVlan, dropHairpin, dropBadOffloadHeader, notifications, kicks, queueFaults,
                 connections, protocolErrors, macsLearned, macMoves, linkUp, macs}) {
             c.close();
         }

@@ -16,6 +16,7 @@ import io.vswitch.vhost.VhostUserPort;
 import io.vswitch.sys.MappedMemory;
 import io.vswitch.sys.SharedMemory;
 import io.vswitch.sys.UnixSocket;
+import io.vswitch.vhost.net.offload.OffloadRule;
 import io.vswitch.vhost.virtio.VirtQueue;
 import org.agrona.concurrent.AgentRunner;
 import org.agrona.concurrent.ManyToOneConcurrentArrayQueue;
@@ -271,6 +272,7 @@ public final class Switch implements AutoCloseable {
         if (pc.isVhostUser()) {
             VhostUserPort vhost = new VhostUserPort(pc.name(), pc.socket(),
                     pc.role() == SocketRole.CLIENT ? VhostUserPort.Role.CLIENT : VhostUserPort.Role.SERVER, pc.queues());
+            vhost.device().setOffloadsOffered(pc.offloads());   // GET_FEATURES offers them unless offloads: false
             return MultiQueue.newPort(index, pc, vhost, new PortCounters(counters, pc.name()),
                     QueueCounters.forPort(counters, pc.name(), pc.queues()), access, trunk);
         }
@@ -430,6 +432,11 @@ public final class Switch implements AutoCloseable {
                 port.device.handleRaised();
             } catch (RuntimeException e) {
                 LOG.log(Level.WARNING, "port {0}: handling a fault its worker raised: {1}", port.name, e.toString());
+            }
+            OffloadRule bad = port.takeBadOffload();   // at most one line per port and poll interval
+            if (bad != null) {
+                LOG.log(Level.WARNING, "port {0}: dropped a frame whose virtio-net header is invalid ({1}); "
+                        + "counted as drop_bad_offload_header", port.name, bad);
             }
         }
         logWorkerErrors();

@@ -79,6 +79,23 @@ public final class SwitchPort {
     long pendingPortDown;
     long pendingHairpin;
 
+    /** The last reason the worker refused a frame's virtio-net header, for housekeeping to log (an enum constant: no allocation). */
+    private volatile io.vswitch.vhost.net.offload.OffloadRule badOffload;
+
+    /** Worker: a frame's header was refused for {@code rule}. */
+    void reportBadOffload(io.vswitch.vhost.net.offload.OffloadRule rule) {
+        badOffload = rule;
+    }
+
+    /** Housekeeping: the reason reported since the last call, or null. */
+    io.vswitch.vhost.net.offload.OffloadRule takeBadOffload() {
+        io.vswitch.vhost.net.offload.OffloadRule rule = badOffload;
+        if (rule != null) {
+            badOffload = null;
+        }
+        return rule;
+    }
+
     /**
      * Publishes what the worker counted since the last pass (one release store per counter that moved; an atomic
      * add on a spread port, whose shards' workers share the port's counters).

@@ -88,6 +88,13 @@ public final class TestFrontend implements AutoCloseable {
         public boolean inOrder;
         /** Queue pairs (rings 0..2N-1); above 1 the frontend negotiates MQ, sets up pair 0 only, see {@link #setUpPair}. */
         public int queuePairs = 1;
+        /** Further feature bits to negotiate (offloads, say). */
+        public long extraFeatures;
+
+        public Options extraFeatures(long bits) {
+            extraFeatures = bits;
+            return this;
+        }
 
         public Options queuePairs(int n) {
             queuePairs = n;
@@ -157,7 +164,7 @@ public final class TestFrontend implements AutoCloseable {
             if (queuePairs > 1) {
                 f |= Features.bit(Features.VIRTIO_NET_F_MQ);
             }
-            return f;
+            return f | extraFeatures;
         }
     }
 

@@ -63,6 +63,9 @@ public final class VirtioNetDevice {
     private long status;
     /** The port's MTU: the most NET_SET_MTU may set (the switch drops longer frames anyway). */
     private volatile int maxMtu = 1500;
+    /** What GET_FEATURES offers: every device feature, less the offloads when the port turned them off. */
+    /** False when the port says offloads: false: GET_FEATURES then leaves out {@link Features#OFFLOAD_FEATURES}. */
+    private volatile boolean offloadsOffered = true;
     /** The MTU the frontend gave the guest (NET_SET_MTU), or 0 when it gave none. */
     private int mtu;
     private volatile boolean running;
@@ -145,7 +148,8 @@ public final class VirtioNetDevice {
 
     /** The feature bits offered (GET_FEATURES): multiqueue only with more than one pair. */
     public long offeredFeatures() {
-        return Features.deviceFeatures(pairs);
+        long f = Features.deviceFeatures(pairs);
+        return offloadsOffered ? f : f & ~Features.OFFLOAD_FEATURES;
     }
 
     /** The protocol feature bits offered (GET_PROTOCOL_FEATURES). */
@@ -373,6 +377,15 @@ public final class VirtioNetDevice {
         return null;
     }
 
+    /**
+     * Whether GET_FEATURES offers the checksum/TSO offloads ({@link Features#OFFLOAD_FEATURES}); set by the switch
+     * from the port's {@code offloads} setting before a frontend connects.
+     */
+    public void setOffloadsOffered(boolean offered) {
+        this.offloadsOffered = offered;
+    }
+
+    /** The feature bits GET_FEATURES answers. */
     /** Accepts negotiated features; returns an error text when the frontend asks for something not offered. */
     public synchronized String setFeatures(long requested) {
         long unknown = requested & ~offeredFeatures();

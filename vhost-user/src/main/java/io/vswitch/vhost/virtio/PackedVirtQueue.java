@@ -413,6 +413,7 @@ final class PackedVirtQueue {
             long start = 0;
             if (total < VirtioNetHeader.SIZE) {
                 start = Math.min(descLength, VirtioNetHeader.SIZE - total);
+                batch.captureHeader(batch.count(), (int) total, descSegment, descOffset, (int) start);   // for the offload checks
             }
             total += descLength;
             if (drop || start == descLength) {
@@ -515,7 +516,7 @@ final class PackedVirtQueue {
 
     /** As {@link VirtQueue#enqueue(MemorySegment[], long[], int[], int, int, int)}, on the packed ring. */
     boolean enqueue(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
-                    MemorySegment headerStage) {
+                    MemorySegment headerStage, long headerWord, int csumOffset) {
         if (ring == null || owner.isBroken()) {
             return false;
         }
@@ -524,6 +525,8 @@ final class PackedVirtQueue {
         final int startStaged = staged;
         final int startSlots = stagedSlots;
         try {
+            headerStage.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 0, headerWord);   // offload fields, or zero
+            headerStage.set(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED, 8, csumOffset & 0xFFFF);
             int piece = -1;
             MemorySegment srcSegment = headerStage;
             long srcOffset = 0;
@@ -556,8 +559,8 @@ final class PackedVirtQueue {
                     final long writtenBefore = written;
                     if (piece < 0 && srcOffset == 0 && room >= VirtioNetHeader.SIZE) {
                         final MemorySegment d = descSegment;
-                        d.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, dstOffset, 0L);
-                        d.set(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED, dstOffset + 8, 0);
+                        d.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, dstOffset, headerWord);
+                        d.set(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED, dstOffset + 8, csumOffset & 0xFFFF);
                         numBuffersSegment = d;
                         numBuffersOffset = dstOffset + VirtioNetHeader.NUM_BUFFERS;
                         srcOffset = VirtioNetHeader.SIZE;

@@ -1,5 +1,7 @@
 package io.vswitch.vhost.virtio;
 
+import io.vswitch.protocol.VirtioNetHeader;
+
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
@@ -31,6 +33,11 @@ public final class PacketBatch {
     /** Descriptor heads consumed by the burst but not forwarded (dropped frames), still to be returned. */
     final int[] droppedHead;
     int dropped;
+    /**
+     * The virtio-net header each frame came with, {@link VirtioNetHeader#SIZE} bytes per frame as the guest
+     * wrote them (all zero for frames that were not in a guest ring): what the offload checks read.
+     */
+    private final MemorySegment vnet;
 
     public PacketBatch(int capacity) {
         if (capacity < 1 || capacity > 1024) {
@@ -46,6 +53,7 @@ public final class PacketBatch {
         pieceOffset = new long[maxPieces];
         pieceLength = new int[maxPieces];
         droppedHead = new int[capacity];
+        vnet = MemorySegment.ofArray(new byte[capacity * VirtioNetHeader.SIZE]);
     }
 
     public int capacity() {
@@ -72,6 +80,7 @@ public final class PacketBatch {
         pieceOffset[0] = offset;
         pieceLength[0] = length;
         pieces = 1;
+        clearHeader(0);
         commitFrame(-1, length, 0, 1);
     }
 
@@ -92,8 +101,32 @@ public final class PacketBatch {
         pieceSegment[p] = segment;
         pieceOffset[p] = offset;
         pieceLength[p] = length;
+        clearHeader(count);
         commitFrame(-1, length, p, 1);
         return true;
+    }
+
+    /** Records {@code length} bytes of the virtio-net header of frame {@code frame}, from byte {@code at} of it on. */
+    void captureHeader(int frame, int at, MemorySegment src, long srcOffset, int length) {
+        MemorySegment.copy(src, srcOffset, vnet, (long) frame * VirtioNetHeader.SIZE + at, length);
+    }
+
+    private void clearHeader(int frame) {
+        vnet.set(ValueLayout.JAVA_LONG_UNALIGNED, (long) frame * VirtioNetHeader.SIZE, 0L);
+        vnet.set(ValueLayout.JAVA_INT_UNALIGNED, (long) frame * VirtioNetHeader.SIZE + 8, 0);
+    }
+
+    /**
+     * Bytes 0..7 of the frame's virtio-net header as one little-endian long: flags, gso_type, hdr_len, gso_size,
+     * csum_start (see {@link VirtioNetHeader}); 0 for a frame without offloads.
+     */
+    public long headerWord(int frame) {
+        return vnet.get(ValueLayout.JAVA_LONG_UNALIGNED, (long) frame * VirtioNetHeader.SIZE);
+    }
+
+    /** The frame's csum_offset (header bytes 8..9). */
+    public int csumOffset(int frame) {
+        return Short.toUnsignedInt(vnet.get(ValueLayout.JAVA_SHORT_UNALIGNED, (long) frame * VirtioNetHeader.SIZE + VirtioNetHeader.CSUM_OFFSET));
     }
 
     void commitFrame(int headId, int length, int first, int numPieces) {

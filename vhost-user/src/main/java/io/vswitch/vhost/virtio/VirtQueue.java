@@ -32,7 +32,7 @@ public final class VirtQueue {
     private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT_UNALIGNED;
     private static final VarHandle U16_ATOMIC = ValueLayout.JAVA_SHORT.varHandle();
 
-    /** The largest frame accepted from a guest (we offer no GSO): 64 KiB plus an Ethernet header and VLAN tag. */
+    /** The largest frame accepted from a guest (a TSO frame's IP packet is at most 64 KiB): plus an Ethernet header and VLAN tag. */
     public static final int MAX_FRAME = 65536 + 18;
 
     private final String name;
@@ -411,6 +411,7 @@ public final class VirtQueue {
             long start = 0;
             if (total < VirtioNetHeader.SIZE) {
                 start = Math.min(chain.length(), VirtioNetHeader.SIZE - total);
+                batch.captureHeader(batch.count(), (int) total, chain.segment(), chain.offset(), (int) start);   // for the offload checks
             }
             total += chain.length();
             if (drop || start == chain.length()) {
@@ -515,6 +516,12 @@ public final class VirtQueue {
                 batch.pieceCount(frame), batch.frameLength(frame));
     }
 
+    /** As {@link #enqueue(PacketBatch, int)}, with the offload fields of its virtio-net header (see the array form). */
+    public boolean enqueue(PacketBatch batch, int frame, long headerWord, int csumOffset) {
+        return enqueue(batch.pieceSegment, batch.pieceOffset, batch.pieceLength, batch.firstPiece(frame),
+                batch.pieceCount(frame), batch.frameLength(frame), headerWord, csumOffset);
+    }
+
     /** Copies {@code length} bytes of {@code frame} at {@code offset} into the guest's receive buffers. */
     public boolean enqueue(MemorySegment frame, long offset, int length) {
         flatSegment[0] = frame;
@@ -536,8 +543,19 @@ public final class VirtQueue {
      * @throws RuntimeException only when the source pieces cannot be read
      */
     public boolean enqueue(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength) {
+        return enqueue(segments, offsets, lengths, first, count, frameLength, 0L, 0);
+    }
+
+    /**
+     * As {@link #enqueue(MemorySegment[], long[], int[], int, int, int)}, with a virtio-net header that carries
+     * offload fields: {@code headerWord} is its bytes 0..7 (flags, gso_type, hdr_len, gso_size, csum_start, as
+     * {@link PacketBatch#headerWord}), {@code csumOffset} bytes 8..9; num_buffers is filled in here. Only for a
+     * guest that negotiated the offloads those fields use (the caller's check).
+     */
+    public boolean enqueue(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
+                           long headerWord, int csumOffset) {
         if (packed) {
-            return packedRing.enqueue(segments, offsets, lengths, first, count, frameLength, headerStage);
+            return packedRing.enqueue(segments, offsets, lengths, first, count, frameLength, headerStage, headerWord, csumOffset);
         }
         final MemorySegment a = avail;
         final MemorySegment u = used;
@@ -548,6 +566,8 @@ public final class VirtQueue {
         final int startUsed = usedIdx;
         try {
             final MemorySegment header = headerStage;
+            header.set(U64, 0, headerWord);   // for a header that straddles descriptors (the usual one is stored below)
+            header.set(U32, 8, csumOffset & 0xFFFF);
             // source cursor: piece -1 is the header, then the frame's pieces
             int piece = -1;
             MemorySegment srcSegment = header;
@@ -593,11 +613,11 @@ public final class VirtQueue {
                     long room = chain.length();
                     final long writtenBefore = written;
                     if (piece < 0 && srcOffset == 0 && room >= VirtioNetHeader.SIZE) {
-                        // the usual case: the header fits the first buffer, so write it (all zero but
-                        // num_buffers, patched below) with two stores instead of copying it
+                        // the usual case: the header fits the first buffer, so write it (offload fields, or
+                        // zero, and num_buffers, patched below) with two stores instead of copying it
                         final MemorySegment d = dst;
-                        d.set(U64, dstOffset, 0L);
-                        d.set(U32, dstOffset + 8, 0);
+                        d.set(U64, dstOffset, headerWord);
+                        d.set(U32, dstOffset + 8, csumOffset & 0xFFFF);
                         numBuffersSegment = d;
                         numBuffersOffset = dstOffset + VirtioNetHeader.NUM_BUFFERS;
                         srcOffset = VirtioNetHeader.SIZE;
