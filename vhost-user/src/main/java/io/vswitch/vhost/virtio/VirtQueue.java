@@ -661,8 +661,7 @@ public final class VirtQueue {
                 usedIdx = (usedIdx + 1) & 0xFFFF;
                 buffers++;
                 if (remaining > 0 && !mergeable) {
-                    refusal = REFUSED_TOO_SMALL;
-                rxBufferTooSmall++;
+                    rxBufferTooSmall++;
                     refusal = REFUSED_TOO_SMALL;
                     return rollback(startAvail, startUsed);
                 }
@@ -684,12 +683,12 @@ public final class VirtQueue {
         }
     }
 
-    /** Forgets a frame's partial progress (also on a fault, so that GET_VRING_BASE reports the last whole frame). */
     /** A used ring element {id, len} as one little-endian 8-byte store. */
     private static long usedElement(int id, int length) {
         return (id & 0xFFFF_FFFFL) | ((long) length << 32);
     }
 
+    /** Forgets a frame's partial progress (also on a fault, so that GET_VRING_BASE reports the last whole frame). */
     private boolean rollback(int startAvail, int startUsed) {
         lastAvail = startAvail;
         usedIdx = startUsed;
