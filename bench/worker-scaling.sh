@@ -11,6 +11,8 @@
 #   --reference    also run SwitchBenchmark -p ports=2 -p mode=cross-connect -p hosts=1 (one worker, one pair,
 #                  alone on the machine) in every round: what one worker of twoWorkers would do without the other
 #   --out DIR      keep the JMH JSON files there (default: a temp dir, removed)
+#   --params "..." JMH parameters of WorkerScalingBenchmark (and of the reference, so give both mode and hosts),
+#                  e.g. "-p mode=learning -p hosts=64"
 #
 # Holds /tmp/vswitch-build.lock for the build and the whole run (set VSWITCH_LOCK_HELD=1 if you hold it).
 set -euo pipefail
@@ -26,7 +28,7 @@ if [[ "${VSWITCH_LOCK_HELD:-}" != 1 ]]; then
     export VSWITCH_LOCK_HELD=1
 fi
 
-BUILD=1 ROUNDS=5 WI=3 IT=5 REFERENCE=0 OUT=
+BUILD=1 ROUNDS=5 WI=3 IT=5 REFERENCE=0 OUT= PARAMS=
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --no-build) BUILD=0 ;;
@@ -35,7 +37,8 @@ while [[ $# -gt 0 ]]; do
         --i) IT="$2"; shift ;;
         --reference) REFERENCE=1 ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --params) PARAMS="$2"; shift ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "worker-scaling: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -62,18 +65,18 @@ run() {   # run NAME JSON [jmh args...]
         || { echo "worker-scaling: JMH failed, see $json.log" >&2; tail -30 "$json.log" >&2; exit 1; }
 }
 
-echo "worker-scaling: commit $(git -C "$ROOT" rev-parse --short HEAD)$([[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no)" ]] && echo ' (uncommitted changes)'), $ROUNDS rounds, -f 1 -wi $WI -i $IT, $(nproc) cpus ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+echo "worker-scaling: commit $(git -C "$ROOT" rev-parse --short HEAD)$([[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no)" ]] && echo ' (uncommitted changes)'), $ROUNDS rounds, -f 1 -wi $WI -i $IT${PARAMS:+ $PARAMS}, $(nproc) cpus ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 for ((r = 1; r <= ROUNDS; r++)); do
     order=(one two)
     (( r % 2 == 0 )) && order=(two one)
     for side in "${order[@]}"; do
         case "$side" in
-            one) run one "$OUT/r$r-one.json" 'WorkerScalingBenchmark.oneWorker$' ;;
-            two) run two "$OUT/r$r-two.json" 'WorkerScalingBenchmark.twoWorkers$' ;;
+            one) run one "$OUT/r$r-one.json" 'WorkerScalingBenchmark.oneWorker$' $PARAMS ;;
+            two) run two "$OUT/r$r-two.json" 'WorkerScalingBenchmark.twoWorkers$' $PARAMS ;;
         esac
     done
     if [[ $REFERENCE == 1 ]]; then
-        run ref "$OUT/r$r-ref.json" 'SwitchBenchmark.pass$' -p ports=2 -p mode=cross-connect -p hosts=1
+        run ref "$OUT/r$r-ref.json" 'SwitchBenchmark.pass$' -p ports=2 ${PARAMS:--p mode=cross-connect -p hosts=1}
     fi
     echo "worker-scaling: round $r done ($(date -u +%H:%M:%S))" >&2
 done

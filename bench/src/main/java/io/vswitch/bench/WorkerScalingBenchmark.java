@@ -2,6 +2,7 @@ package io.vswitch.bench;
 
 import io.vswitch.config.NotifyMode;
 import io.vswitch.engine.CountersFile;
+import io.vswitch.engine.MacTable;
 import io.vswitch.engine.PortCounters;
 import io.vswitch.engine.SwitchPort;
 import io.vswitch.engine.Worker;
@@ -15,6 +16,7 @@ import org.openjdk.jmh.annotations.Level;
 import org.openjdk.jmh.annotations.Measurement;
 import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
@@ -26,6 +28,7 @@ import org.openjdk.jmh.infra.BenchmarkParams;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -47,7 +50,8 @@ import java.util.stream.Stream;
  *
  * <p>The two workers share what a switch's workers share in cross-connect: the counters file (Agrona lays
  * counters 128 bytes apart) and the port table ({@code allPorts}, read only). Each has its own ports, guests,
- * batch and forwarding state.
+ * batch and forwarding state. With {@code -p mode=learning} they also share the {@link MacTable} (each guest
+ * sends to its pair's MACs, so every frame stays on its own worker, as in cross-connect).
  */
 @BenchmarkMode(Mode.Throughput)
 @OutputTimeUnit(TimeUnit.SECONDS)
@@ -59,6 +63,14 @@ public class WorkerScalingBenchmark {
     static final int PORTS = 4;
     static final int BURST = SwitchBenchmark.BURST;
     static final int QUEUE_SIZE = SwitchBenchmark.QUEUE_SIZE;
+
+    /** cross-connect (the configuration) or learning (one MAC table shared by the workers). */
+    @Param({"cross-connect"})
+    public String mode;
+
+    /** Hosts (MACs) behind each guest, as in {@link SwitchBenchmark#hosts}; only learning reads addresses. */
+    @Param({"1"})
+    public int hosts;
 
     private Path dir;
     private CountersFile counters;
@@ -113,6 +125,17 @@ public class WorkerScalingBenchmark {
         if (threads != 1 && threads != 2) {
             throw new IllegalArgumentException("1 or 2 threads (one per worker): " + threads);
         }
+        boolean learning = switch (mode) {
+            case "cross-connect" -> false;
+            case "learning" -> true;
+            default -> throw new IllegalArgumentException("mode must be cross-connect or learning: " + mode);
+        };
+        if (hosts < 1 || hosts > QUEUE_SIZE) {
+            throw new IllegalArgumentException("hosts must be in 1.." + QUEUE_SIZE + ": " + hosts);
+        }
+        int[] limits = new int[PORTS];
+        Arrays.fill(limits, 1024);
+        MacTable macTable = learning ? new MacTable(4096, 300_000, limits) : null;
         dir = Files.createTempDirectory("vswitch-bench-scaling");
         counters = CountersFile.create(dir.resolve(CountersFile.FILE_NAME), 64 + PORTS * 24 + 16);
         all = new SwitchPort[PORTS];
@@ -128,7 +151,7 @@ public class WorkerScalingBenchmark {
             rx.rxBuffers(SwitchBenchmark.BUFFER, false);
             tx.txBuffers(SwitchBenchmark.FRAME, SwitchBenchmark.BUFFER, false);
             for (int head = 0; head < QUEUE_SIZE; head++) {
-                tx.writeEthernet(head, SwitchBenchmark.mac(i ^ 1, 0), SwitchBenchmark.mac(i, 0), 0x0800);
+                tx.writeEthernet(head, SwitchBenchmark.mac(i ^ 1, head % hosts), SwitchBenchmark.mac(i, head % hosts), 0x0800);
             }
             rxDrivers[i] = rx;
             txDrivers[i] = tx;
@@ -151,15 +174,17 @@ public class WorkerScalingBenchmark {
             int worker = threads == 1 ? 0 : i / 2;   // two workers: vm0, vm1 on worker 0; vm2, vm3 on worker 1
             all[i] = new SwitchPort(i, name, vhost, worker, 1500, new PortCounters(counters, name));
         }
-        for (int i = 0; i < PORTS; i += 2) {
-            all[i].peer = all[i + 1];
-            all[i + 1].peer = all[i];
+        if (!learning) {
+            for (int i = 0; i < PORTS; i += 2) {
+                all[i].peer = all[i + 1];
+                all[i + 1].peer = all[i];
+            }
         }
         workers = new Worker[threads];
         lanePorts = threads == 1 ? new int[][] {{0, 1, 2, 3}} : new int[][] {{0, 1}, {2, 3}};
         for (int w = 0; w < threads; w++) {
             // no hand-off pool: each pair is served by one worker, so no frame crosses workers
-            workers[w] = new Worker(w, false, null, all, BURST, null, 1, counters, NotifyMode.POLL, 1000);
+            workers[w] = new Worker(w, learning, macTable, all, BURST, null, 1, counters, NotifyMode.POLL, 1000);
             for (int p : lanePorts[w]) {
                 workers[w].addPort(all[p]);
             }
