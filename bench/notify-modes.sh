@@ -61,6 +61,16 @@ if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)"
     COMMIT="$COMMIT (work tree has uncommitted changes)"
 fi
 
+# the core-to-core probe that tells which vCPU placement a throughput run had (bench/RESULTS.md, "slow mode")
+C2C_BIN="$ROOT/bench/target/c2c"
+C2C_PROP=()
+if command -v cc >/dev/null && { [[ -x "$C2C_BIN" && "$C2C_BIN" -nt "$ROOT/bench/tools/c2c.c" ]] \
+        || cc -O2 -pthread -o "$C2C_BIN" "$ROOT/bench/tools/c2c.c" 2>/dev/null; }; then
+    C2C_PROP=(-Dnotify.bench.c2c="$C2C_BIN")
+else
+    echo "notify-modes: no C compiler: throughput runs are not tagged with the core-to-core probe" >&2
+fi
+
 JAVA_PID=
 cleanup() {
     if [[ -n "$JAVA_PID" ]] && kill -0 "$JAVA_PID" 2>/dev/null; then
@@ -73,7 +83,7 @@ trap 'exit 130' INT TERM
 
 cd "$ROOT"
 "$JAVA" @"$ROOT/jvm.options" -XX:+UseParallelGC \
-    -Dnotify.bench.repo="$ROOT" -Dnotify.bench.commit="$COMMIT" \
+    -Dnotify.bench.repo="$ROOT" -Dnotify.bench.commit="$COMMIT" ${C2C_PROP[@]+"${C2C_PROP[@]}"} \
     -Dnotify.bench.command="bench/notify-modes.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}" \
     -cp "$BENCH_JAR" io.vswitch.bench.notify.NotifyModesBench ${ARGS[@]+"${ARGS[@]}"} &
 JAVA_PID=$!

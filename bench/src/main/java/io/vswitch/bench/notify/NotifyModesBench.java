@@ -75,6 +75,9 @@ public final class NotifyModesBench {
         boolean skipThroughput;
         String command = System.getProperty("notify.bench.command", "bench/notify-modes.sh");
         String commit = System.getProperty("notify.bench.commit", "unknown");
+        String c2c = System.getProperty("notify.bench.c2c");
+        double c2cFarNanos = 300;
+        int dpdkLatencyRounds;
 
         Path switchJar() {
             return repo.resolve("switch/target/vswitch.jar").toAbsolutePath();
@@ -91,8 +94,13 @@ public final class NotifyModesBench {
               --latency-warmup-seconds S  ping-pong time before measuring (default 2)
               --throughput-seconds S    testpmd measurement window (default 10)
               --warmup-seconds S        testpmd traffic before the window (default 2)
-              --throughput-runs N       throughput runs per mode, each with a fresh switch and testpmd; the
-                                        table shows the median (default 3)
+              --throughput-runs N       throughput runs per mode, each with a fresh switch and testpmd, alternated
+                                        (round k runs every mode once); the table shows the median (default 3)
+              --dpdk-latency-rounds N   after the modes: N alternated rounds of the ping-pong with vswitch (poll) and with
+                                        DPDK's vhost backend (testpmd net_vhost, io fwd, lcore on --switch-cpu); 0: none
+                                        (default 0). Only the comparison: --modes poll --idle-seconds 0 --skip-latency
+                                        --skip-throughput --dpdk-latency-rounds N
+              --c2c-far-ns N            a core-to-core probe at or above N ns marks a run "far" (default 300)
               --tx-first-bursts N       testpmd 'start tx_first N' (default 8: 8 x 32 frames per port in flight, a full 256 ring)
               --switch-cpu N            the worker's cpu, 'cpus: [N]' (default 1)
               --bench-cpu N             cpu of the ping-pong thread (default 0)
@@ -190,6 +198,18 @@ public final class NotifyModesBench {
         double loadSteal = Double.NaN;
         /** Mpps of each throughput run, in run order. */
         final List<Double> runMpps = new ArrayList<>();
+        /** The throughput runs themselves (round, probes), in run order. */
+        final List<ModeResult> loadRuns = new ArrayList<>();
+        /** Throughput round this run belonged to (alternated runs), and the core-to-core probe before and after it, ns (NaN: no probe). */
+        int round;
+        double c2cBefore = Double.NaN;
+        double c2cAfter = Double.NaN;
+        /** Median Mpps of the runs whose both probes were near (NaN: none, or no probe). */
+        double nearMpps = Double.NaN;
+
+        boolean near(double farNanos) {
+            return c2cBefore < farNanos && c2cAfter < farNanos;
+        }
         final List<String> errors = new ArrayList<>();
 
         ModeResult(String mode) {
@@ -197,11 +217,13 @@ public final class NotifyModesBench {
         }
 
         /** The throughput columns from the median run (by Mpps); noise (other load, steal) as the worst run's. */
-        void takeLoad(List<ModeResult> runs) {
+        void takeLoad(List<ModeResult> runs, double farNanos) {
             if (runs.isEmpty()) {
                 return;
             }
             runs.forEach(x -> runMpps.add(x.mpps));
+            loadRuns.addAll(runs);
+            nearMpps = median(runs.stream().filter(x -> x.near(farNanos)).mapToDouble(x -> x.mpps).toArray());
             List<ModeResult> sorted = new ArrayList<>(runs);
             sorted.sort(Comparator.comparingDouble(x -> x.mpps));
             ModeResult m = sorted.get((sorted.size() - 1) / 2);   // the median run (the lower one of two middles)
@@ -219,6 +241,38 @@ public final class NotifyModesBench {
             loadIdleLoops = m.loadIdleLoops;
             loadOther = runs.stream().mapToDouble(x -> x.loadOther).max().orElse(Double.NaN);
             loadSteal = runs.stream().mapToDouble(x -> x.loadSteal).max().orElse(Double.NaN);
+        }
+    }
+
+    static double median(double[] values) {
+        if (values.length == 0) {
+            return Double.NaN;
+        }
+        double[] v = values.clone();
+        java.util.Arrays.sort(v);
+        return v.length % 2 == 1 ? v[v.length / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+    }
+
+    /**
+     * The cache-line round trip between the switch's and the bench's cpus now, in ns ({@code bench/tools/c2c.c},
+     * compiled by notify-modes.sh and passed as {@code -Dnotify.bench.c2c}); NaN without it. Run while nothing of
+     * ours is busy (before a switch starts, after it stopped).
+     */
+    static double c2c(Options o) {
+        if (o.c2c == null) {
+            return Double.NaN;
+        }
+        try {
+            Process p = new ProcessBuilder(o.c2c, Integer.toString(o.benchCpu), Integer.toString(o.switchCpu), "50000")
+                    .redirectErrorStream(true).start();
+            String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.US_ASCII).trim();
+            p.waitFor();
+            return Double.parseDouble(out.lines().reduce((a, b) -> b).orElse("nan"));
+        } catch (IOException | NumberFormatException e) {
+            return Double.NaN;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return Double.NaN;
         }
     }
 
@@ -240,7 +294,7 @@ public final class NotifyModesBench {
             System.err.println("notify-modes: " + o.switchJar() + " missing: build first (bench/notify-modes.sh does)");
             System.exit(1);
         }
-        if (!o.skipThroughput && !TestPmd.available()) {
+        if ((!o.skipThroughput || o.dpdkLatencyRounds > 0) && !TestPmd.available()) {
             System.err.println("notify-modes: dpdk-testpmd not on PATH (apt-get install dpdk); use --skip-throughput to measure without it");
             System.exit(1);
         }
@@ -249,10 +303,13 @@ public final class NotifyModesBench {
         List<ModeResult> results = new ArrayList<>();
         boolean failed = false;
         String started = ZonedDateTime.now().format(DateTimeFormatter.ISO_OFFSET_DATE_TIME);
+        List<LatencyVsDpdk.Run> dpdkRuns = List.of();
         try {
+            Map<String, List<ModeResult>> loadRuns = new LinkedHashMap<>();
             for (String mode : o.modes) {
                 ModeResult r = new ModeResult(mode);
                 results.add(r);
+                loadRuns.put(mode, new ArrayList<>());
                 Path dir = Files.createDirectories(work.resolve(mode));
                 if (!o.skipLatency || o.idleSeconds > 0) {
                     try {
@@ -262,24 +319,44 @@ public final class NotifyModesBench {
                         failed = true;
                     }
                 }
-                if (!o.skipThroughput) {
-                    List<ModeResult> runs = new ArrayList<>();
-                    for (int k = 1; k <= o.throughputReps; k++) {
-                        ModeResult run = new ModeResult(mode);
+            }
+            if (!o.skipThroughput) {
+                // Alternated: round k runs every mode once, the order rotated by one each round, so that a change of
+                // the host's vCPU placement (bench/RESULTS.md, "slow mode") falls on every mode alike; each run is
+                // bracketed by a core-to-core probe that says which placement it ran in.
+                for (int k = 1; k <= o.throughputReps; k++) {
+                    for (int j = 0; j < results.size(); j++) {
+                        ModeResult r = results.get((j + k - 1) % results.size());
+                        ModeResult run = new ModeResult(r.mode);
+                        run.round = k;
                         try {
-                            throughput(o, dir, run, k);
-                            runs.add(run);
+                            run.c2cBefore = c2c(o);
+                            throughput(o, work.resolve(r.mode), run, k);
+                            run.c2cAfter = c2c(o);
+                            loadRuns.get(r.mode).add(run);
                         } catch (Exception | AssertionError e) {
                             r.errors.add("throughput run " + k + ": " + e);
                             failed = true;
                         }
                     }
-                    r.takeLoad(runs);
                 }
-                r.errors.forEach(e -> System.err.println("notify-modes: " + mode + ": " + e));
+                for (ModeResult r : results) {
+                    r.takeLoad(loadRuns.get(r.mode), o.c2cFarNanos);
+                }
+            }
+            for (ModeResult r : results) {
+                r.errors.forEach(e -> System.err.println("notify-modes: " + r.mode + ": " + e));
+            }
+            if (o.dpdkLatencyRounds > 0) {
+                dpdkRuns = LatencyVsDpdk.run(o, work);
+                failed |= dpdkRuns.stream().anyMatch(x -> x.error != null);
             }
         } finally {
             report(o, results, started);
+            if (!dpdkRuns.isEmpty()) {
+                System.out.print(LatencyVsDpdk.report(o, dpdkRuns));
+                System.out.flush();
+            }
             if (tempDir && !o.keep && !failed) {
                 deleteTree(work);
             } else {
@@ -291,7 +368,7 @@ public final class NotifyModesBench {
 
     // ---------------------------------------------------------------- phases
 
-    private static Path writeConfig(Options o, Path dir, String mode, String name) throws IOException {
+    static Path writeConfig(Options o, Path dir, String mode, String name) throws IOException {
         String yaml = """
                 switch:
                   mode: cross-connect
@@ -366,7 +443,7 @@ public final class NotifyModesBench {
     }
 
     /** The ping-pong, on one thread pinned to the bench cpu: a sends, b reflects, a receives. */
-    private static void pingPong(Options o, PingPongGuest a, PingPongGuest b, ModeResult r) throws Exception {
+    static void pingPong(Options o, PingPongGuest a, PingPongGuest b, ModeResult r) throws Exception {
         Throwable[] failure = new Throwable[1];
         Thread t = new Thread(() -> {
             try {
@@ -478,7 +555,8 @@ public final class NotifyModesBench {
     private static void throughput(Options o, Path dir, ModeResult r, int run) throws Exception {
         String name = "testpmd" + run;
         Path config = writeConfig(o, dir, r.mode, name);
-        log("%s: throughput run %d of %d: starting a fresh switch and testpmd", r.mode, run, o.throughputReps);
+        log("%s: throughput run %d of %d: starting a fresh switch and testpmd (core-to-core probe before: %.0f ns)", r.mode,
+                run, o.throughputReps, r.c2cBefore);
         try (SwitchProcess sw = SwitchProcess.start(o.switchJar(), config, dir.resolve(name + "-run/counters"),
                 dir.resolve(name + "-switch.log"))) {
             sw.awaitSockets(List.of(dir.resolve("a.sock"), dir.resolve("b.sock")), Duration.ofSeconds(30));
@@ -559,12 +637,28 @@ public final class NotifyModesBench {
                 o.testpmdLcores, o.testpmdMainLcore, o.txFirstBursts, o.testpmdHugepages ? "hugepages" : "--no-huge",
                 o.throughputSeconds, o.warmupSeconds, o.throughputReps));
         out.append('\n');
-        out.append("| mode | idle CPU % | RTT p50 µs | RTT p99 µs | throughput Mpps |\n");
-        out.append("|---|---:|---:|---:|---:|\n");
+        out.append("| mode | idle CPU % | RTT p50 µs | RTT p99 µs | throughput Mpps, median (min-max) | near-placement runs: Mpps median (n) |\n");
+        out.append("|---|---:|---:|---:|---:|---:|\n");
         for (ModeResult r : results) {
-            out.append(String.format(Locale.ROOT, "| %s | %s | %s | %s | %s |%n", r.mode, num(r.idleCpu, 1),
+            long nearRuns = r.loadRuns.stream().filter(x -> x.near(o.c2cFarNanos)).count();
+            out.append(String.format(Locale.ROOT, "| %s | %s | %s | %s | %s | %s |%n", r.mode, num(r.idleCpu, 1),
                     r.latency == null ? "-" : num(us(r.latency.getValueAtPercentile(50)), 1),
-                    r.latency == null ? "-" : num(us(r.latency.getValueAtPercentile(99)), 1), num(r.mpps, 3)));
+                    r.latency == null ? "-" : num(us(r.latency.getValueAtPercentile(99)), 1),
+                    r.runMpps.isEmpty() ? "-" : num(r.mpps, 3) + " (" + num(r.runMpps.stream().mapToDouble(x -> x).min().orElse(Double.NaN), 2)
+                            + "-" + num(r.runMpps.stream().mapToDouble(x -> x).max().orElse(Double.NaN), 2) + ")",
+                    r.runMpps.isEmpty() ? "-" : num(r.nearMpps, 3) + " (" + nearRuns + ")"));
+        }
+        if (results.stream().anyMatch(r -> !r.loadRuns.isEmpty())) {
+            out.append("\nThroughput runs in run order (alternated; core-to-core probe before / after, ns; n = near, f = far"
+                    + " at >= ").append(num(o.c2cFarNanos, 0)).append(" ns):\n\n");
+            List<ModeResult> all = new ArrayList<>();
+            results.forEach(r -> all.addAll(r.loadRuns));
+            all.sort(Comparator.comparingInt((ModeResult x) -> x.round));
+            for (ModeResult x : all) {
+                out.append(String.format(Locale.ROOT, "  round %d  %-9s %7.3f Mpps  probe %s / %s  %s%n", x.round, x.mode, x.mpps,
+                        num(x.c2cBefore, 0), num(x.c2cAfter, 0),
+                        Double.isNaN(x.c2cBefore) ? "" : x.near(o.c2cFarNanos) ? "n" : "f"));
+            }
         }
         out.append("\nDetails (per mode; counters from the switch's counters file):\n\n");
         out.append("| mode | idle: sleeps/s | idle: wakeups/s | idle: idle loops/s | RTT p99.9 µs | RTT max µs | round trips | lost"
@@ -603,7 +697,7 @@ public final class NotifyModesBench {
                         + " its numbers are disturbed%n", r.mode, steal));
             }
         }
-        out.append('\n').append(targets(results));
+        out.append('\n').append(targets(results, o.c2cFarNanos));
         for (ModeResult r : results) {
             for (String e : r.errors) {
                 out.append("error: ").append(r.mode).append(": ").append(e).append('\n');
@@ -614,7 +708,7 @@ public final class NotifyModesBench {
     }
 
     /** The issue's targets, each said to be met or missed. */
-    static String targets(List<ModeResult> results) {
+    static String targets(List<ModeResult> results, double farNanos) {
         Map<String, ModeResult> by = new LinkedHashMap<>();
         results.forEach(r -> by.put(r.mode, r));
         StringBuilder s = new StringBuilder("Targets:\n");
@@ -629,9 +723,29 @@ public final class NotifyModesBench {
                 continue;
             }
             double ratio = r.mpps / poll.mpps;
-            s.append(String.format(Locale.ROOT, "  %-7s %s: %s Mpps = %.1f %% of poll's %s%n",
+            s.append(String.format(Locale.ROOT, "  %-7s %s: %s Mpps = %.1f %% of poll's %s (all runs)%n",
                     ratio >= 0.9 ? "MET" : "MISSED", m + " throughput (median) within 10 % of poll", num(r.mpps, 3),
                     100 * ratio, num(poll.mpps, 3)));
+            if (!Double.isNaN(r.nearMpps) && !Double.isNaN(poll.nearMpps)) {
+                double near = r.nearMpps / poll.nearMpps;
+                s.append(String.format(Locale.ROOT, "  %-7s %s: %s Mpps = %.1f %% of poll's %s (near-placement runs only)%n",
+                        near >= 0.9 ? "MET" : "MISSED", m + " throughput (median) within 10 % of poll", num(r.nearMpps, 3),
+                        100 * near, num(poll.nearMpps, 3)));
+            }
+            // the same round, both runs near: the ratio least disturbed by the placement
+            List<Double> rounds = new ArrayList<>();
+            for (ModeResult x : r.loadRuns) {
+                for (ModeResult y : poll.loadRuns) {
+                    if (x.round == y.round && x.near(farNanos) && y.near(farNanos)) {
+                        rounds.add(x.mpps / y.mpps);
+                    }
+                }
+            }
+            if (!rounds.isEmpty()) {
+                s.append(String.format(Locale.ROOT, "          %s / poll in the same round, both near: median %.3f (%s-%s) over %d rounds%n", m,
+                        median(rounds.stream().mapToDouble(d -> d).toArray()), num(rounds.stream().mapToDouble(d -> d).min().orElse(0), 3),
+                        num(rounds.stream().mapToDouble(d -> d).max().orElse(0), 3), rounds.size()));
+            }
         }
         return s.toString();
     }
@@ -666,7 +780,7 @@ public final class NotifyModesBench {
         }
     }
 
-    private static void log(String format, Object... args) {
+    static void log(String format, Object... args) {
         System.out.printf(Locale.ROOT, "[%s] " + format + "%n",
                 Stream.concat(Stream.of(java.time.LocalTime.now().withNano(0)), Stream.of(args)).toArray());
         System.out.flush();
@@ -734,6 +848,8 @@ public final class NotifyModesBench {
                 case "--latency-warmup-seconds" -> o.latencyWarmupSeconds = Double.parseDouble(v);
                 case "--throughput-seconds" -> o.throughputSeconds = Double.parseDouble(v);
                 case "--throughput-runs" -> o.throughputReps = positive(Integer.parseInt(v), key);
+                case "--c2c-far-ns" -> o.c2cFarNanos = Double.parseDouble(v);
+                case "--dpdk-latency-rounds" -> o.dpdkLatencyRounds = Integer.parseInt(v);
                 case "--warmup-seconds" -> o.warmupSeconds = Double.parseDouble(v);
                 case "--tx-first-bursts" -> o.txFirstBursts = positive(Integer.parseInt(v), key);
                 case "--switch-cpu" -> o.switchCpu = Integer.parseInt(v);
