@@ -53,8 +53,13 @@ public final class Switch implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger("vswitch");
     /** Buffers per worker for frames that cross workers. */
     private static final int POOL_BUFFERS = 4096;
-    /** How often housekeeping looks for what workers raised: the delay before a queue fault is reported. */
-    static final long RAISED_POLL_MILLIS = 10;
+    /**
+     * How often housekeeping looks for what workers raised: the delay before a queue fault is reported (the
+     * worker itself stops using a faulted queue at once). Each look wakes the housekeeping thread: at 10 ms that
+     * was about 1 % of a core while the switch idles (bench/RESULTS.md, session 5), more than the sleeping
+     * worker's own cost. {@code -Dvswitch.raisedPollMillis=N} changes it.
+     */
+    static final long RAISED_POLL_MILLIS = Math.max(1, Long.getLong("vswitch.raisedPollMillis", 100));
 
     /** Port indices a switch hands out over its life (ports added at runtime take new ones; never reused). */
     static final int MAX_PORT_INDICES = 1024;
