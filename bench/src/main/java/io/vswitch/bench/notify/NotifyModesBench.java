@@ -204,6 +204,8 @@ public final class NotifyModesBench {
         int round;
         double c2cBefore = Double.NaN;
         double c2cAfter = Double.NaN;
+        /** A throughput run's Mpps second by second (the last sample covers what is left of the window). */
+        final List<Double> perSecondMpps = new ArrayList<>();
         /** Median Mpps of the runs whose both probes were near (NaN: none, or no probe). */
         double nearMpps = Double.NaN;
 
@@ -580,7 +582,27 @@ public final class NotifyModesBench {
                 long t0 = (a0 + System.nanoTime()) / 2;
                 CpuWindow cpu = new CpuWindow(sw.pid(), pmd.pid());
                 SwitchProcess.Counters c0 = sw.counters();
-                Thread.sleep((long) (o.throughputSeconds * 1000));
+                // one sample a second (testpmd's counters): a change of vCPU placement inside the window shows as a step
+                long windowEnd = t0 + (long) (o.throughputSeconds * 1e9);
+                long lastAt = t0;
+                long lastFrames = sum(s0, true) + sum(s0, false);
+                while (true) {
+                    long left = windowEnd - System.nanoTime();
+                    if (left <= 1_200_000_000L) {
+                        if (left > 0) {
+                            Thread.sleep(left / 1_000_000, (int) (left % 1_000_000));
+                        }
+                        break;
+                    }
+                    Thread.sleep(1000);
+                    long b0 = System.nanoTime();
+                    Map<Integer, TestPmd.PortStats> si = pmd.portStats();
+                    long at = (b0 + System.nanoTime()) / 2;
+                    long frames = sum(si, true) + sum(si, false);
+                    r.perSecondMpps.add((frames - lastFrames) / 2.0 / ((at - lastAt) / 1e9) / 1e6);
+                    lastAt = at;
+                    lastFrames = frames;
+                }
                 long a1 = System.nanoTime();
                 Map<Integer, TestPmd.PortStats> s1 = pmd.portStats();
                 long t1 = (a1 + System.nanoTime()) / 2;
@@ -599,6 +621,7 @@ public final class NotifyModesBench {
                 r.rxMpps = rx / seconds / 1e6;
                 r.txMpps = tx / seconds / 1e6;
                 r.mpps = (rx + tx) / 2.0 / seconds / 1e6;
+                r.perSecondMpps.add((sum(s1, true) + sum(s1, false) - lastFrames) / 2.0 / ((t1 - lastAt) / 1e9) / 1e6);
                 r.loadCpu = cpu.switchPercent;
                 r.loadOther = cpu.otherPercent;
                 r.loadSteal = cpu.stealPercent;
@@ -649,15 +672,16 @@ public final class NotifyModesBench {
                     r.runMpps.isEmpty() ? "-" : num(r.nearMpps, 3) + " (" + nearRuns + ")"));
         }
         if (results.stream().anyMatch(r -> !r.loadRuns.isEmpty())) {
-            out.append("\nThroughput runs in run order (alternated; core-to-core probe before / after, ns; n = near, f = far"
+            out.append("\nThroughput runs in run order (alternated; core-to-core probe before / after, ns; n = near, f = far; Mpps second by second"
                     + " at >= ").append(num(o.c2cFarNanos, 0)).append(" ns):\n\n");
             List<ModeResult> all = new ArrayList<>();
             results.forEach(r -> all.addAll(r.loadRuns));
             all.sort(Comparator.comparingInt((ModeResult x) -> x.round));
             for (ModeResult x : all) {
-                out.append(String.format(Locale.ROOT, "  round %d  %-9s %7.3f Mpps  probe %s / %s  %s%n", x.round, x.mode, x.mpps,
-                        num(x.c2cBefore, 0), num(x.c2cAfter, 0),
-                        Double.isNaN(x.c2cBefore) ? "" : x.near(o.c2cFarNanos) ? "n" : "f"));
+                out.append(String.format(Locale.ROOT, "  round %d  %-9s %7.3f Mpps  probe %s / %s  %s  per second: %s%n", x.round,
+                        x.mode, x.mpps, num(x.c2cBefore, 0), num(x.c2cAfter, 0),
+                        Double.isNaN(x.c2cBefore) ? " " : x.near(o.c2cFarNanos) ? "n" : "f",
+                        String.join(" ", x.perSecondMpps.stream().map(v -> num(v, 1)).toList())));
             }
         }
         out.append("\nDetails (per mode; counters from the switch's counters file):\n\n");
