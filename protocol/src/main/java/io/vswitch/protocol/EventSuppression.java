@@ -29,6 +29,7 @@ public final class EventSuppression {
 
     private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT_UNALIGNED;
     private static final VarHandle U16_ATOMIC = ValueLayout.JAVA_SHORT.varHandle();
+    private static final VarHandle U32_ATOMIC = ValueLayout.JAVA_INT.varHandle();
 
     private MemorySegment segment;
     private long base;
@@ -55,6 +56,28 @@ public final class EventSuppression {
     /** Stores the flags with release semantics (after off_wrap, which they make meaningful). */
     public void setFlags(int flags) {
         U16_ATOMIC.setRelease(segment, base + FLAGS, (short) flags);
+    }
+
+    /**
+     * Both fields in one 4-byte store with release semantics: flags DESC and the descriptor {@code offset} of lap
+     * {@code wrap}, so that a reader never sees the new flags with the old position (the structure is 4-byte
+     * aligned; drivers read it as one 32-bit snapshot, as Linux does).
+     */
+    public void setDescEvent(int offset, int wrap) {
+        U32_ATOMIC.setRelease(segment, base + OFF_WRAP, ((offset & 0x7FFF) | (wrap << 15)) | (DESC << 16));
+    }
+
+    /** Both fields in one 4-byte load with acquire semantics: off_wrap in bits 0..15, flags in bits 16..31 (use {@link #flagsOf}, {@link #offWrapOf}). */
+    public int wordAcquire() {
+        return (int) U32_ATOMIC.getAcquire(segment, base + OFF_WRAP);
+    }
+
+    public static int flagsOf(int word) {
+        return (word >>> 16) & FLAGS_MASK;
+    }
+
+    public static int offWrapOf(int word) {
+        return word & 0xFFFF;
     }
 
     public static int offset(int offWrap) {

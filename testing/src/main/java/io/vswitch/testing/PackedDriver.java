@@ -154,22 +154,64 @@ public final class PackedDriver {
         writeDescriptor(q, head, addrs[0], lengths[0], id, PackedDescriptor.availFlags(headWrap, flags[0]));
         r.nextAvail = slot;
         r.availWrap = wrap;
-        kickIfWanted(r);
+        kickIfWanted(r, addrs.length);
     }
 
     // ================================================================ notifications
 
-    private void kickIfWanted(Ring r) {
+    /**
+     * After {@code added} descriptors were made available: kicks unless the device's event suppression says not
+     * to. With EVENT_IDX and flags DESC, only when the descriptor it named is among those just made available,
+     * as Linux's virtqueue_kick_prepare_packed decides (the named slot is taken as one of the previous lap when
+     * its wrap counter is not the driver's).
+     */
+    private void kickIfWanted(Ring r, int added) {
         VarHandle.fullFence();
-        int flags = event.wrap(ram, r.deviceOffset).flags();
-        if (flags != EventSuppression.DISABLE && fe.kickFd(r.q) != null) {
+        int word = event.wrap(ram, r.deviceOffset).wordAcquire();
+        int flags = EventSuppression.flagsOf(word);
+        boolean kick;
+        if (flags == EventSuppression.DESC && fe.options().eventIdx) {
+            int offWrap = EventSuppression.offWrapOf(word);
+            int eventIdx = EventSuppression.offset(offWrap);
+            if (EventSuppression.wrapCounter(offWrap) != r.availWrap) {
+                eventIdx -= r.size;
+            }
+            int newIdx = r.nextAvail;
+            int oldIdx = newIdx - added;
+            kick = io.vswitch.protocol.SplitRing.needEvent(eventIdx & 0xFFFF, newIdx, oldIdx & 0xFFFF);
+        } else {
+            kick = flags != EventSuppression.DISABLE;
+        }
+        if (kick && fe.kickFd(r.q) != null) {
+            kicks[r.q]++;
             fe.kickFd(r.q).signal();
         }
     }
 
-    /** The device's event suppression flags for queue q (ENABLE 0: kick me, DISABLE 1: don't). */
+    private final long[] kicks = new long[2];
+
+    /** Kicks this driver sent on queue q (each one signal of the kick eventfd). */
+    public long kicksSent(int q) {
+        return kicks[q];
+    }
+
+    /** The device's event suppression flags for queue q (ENABLE 0: kick me, DISABLE 1: don't, DESC 2: at off_wrap). */
     public int deviceEventFlags(int q) {
         return event.wrap(ram, rings[q].deviceOffset).flags();
+    }
+
+    /** The device's event suppression off_wrap for queue q: the descriptor (bits 0-14) and lap (bit 15) it wants a kick for. */
+    public int deviceEventOffWrap(int q) {
+        return event.wrap(ram, rings[q].deviceOffset).offWrap();
+    }
+
+    /** The slot the driver reads the next used descriptor from, and its wrap counter. */
+    public int nextUsedSlot(int q) {
+        return rings[q].nextUsed;
+    }
+
+    public int usedWrap(int q) {
+        return rings[q].usedWrap;
     }
 
     /** Sets the driver's event suppression for queue q: when the device should call. */

@@ -6,6 +6,7 @@ import io.vswitch.vhost.memory.GuestMemory;
 import io.vswitch.vhost.memory.MemoryRegion;
 import io.vswitch.protocol.Features;
 import io.vswitch.protocol.SplitRing;
+import io.vswitch.vhost.virtio.PackedRingBase;
 import io.vswitch.vhost.virtio.VirtQueue;
 
 import java.lang.System.Logger.Level;
@@ -575,17 +576,29 @@ public final class VirtioNetDevice {
         return null;
     }
 
+    /**
+     * SET_VRING_BASE. Split rings: bits 0-15, the next avail index. Packed rings: all 32 bits, both positions
+     * ({@link PackedRingBase}); a state that does not fit the ring size set so far is refused (the frontend hears
+     * why, the message is counted) and still recorded, so the ring does not start from a stale base: it is
+     * checked again when the ring starts.
+     */
     public synchronized String setVringBase(int index, int base) {
         String bad = checkIndex(index);
         if (bad != null) {
             return bad;
         }
-        setup[index].base = base & 0xFFFF;
-        return null;
+        boolean packed = Features.has(features, Features.VIRTIO_F_RING_PACKED);
+        setup[index].base = packed ? base : base & 0xFFFF;
+        int size = setup[index].size;
+        String problem = packed && size > 0 ? PackedRingBase.problem(base, size) : null;
+        return problem == null ? null : "queue " + index + ": " + problem;
     }
 
-    /** Stops the ring and returns where the frontend should resume (GET_VRING_BASE), or -1 for a bad index. */
-    public synchronized int getVringBase(int index) {
+    /**
+     * Stops the ring and returns where the frontend should resume (GET_VRING_BASE) as an unsigned 32-bit value
+     * (a packed ring's used wrap counter is bit 31), or -1 for a bad index.
+     */
+    public synchronized long getVringBase(int index) {
         if (checkIndex(index) != null) {
             return -1;
         }
@@ -601,7 +614,7 @@ public final class VirtioNetDevice {
             kick.close();
         }
         update();
-        return base;
+        return base & 0xFFFF_FFFFL;
     }
 
     /** Takes the kick eventfd (or none: the frontend wants us to poll) and starts the ring. */

@@ -312,11 +312,11 @@ public final class VhostUserSession implements AutoCloseable {
 
     private boolean getVringBase(VhostUserMessage m, ReceivedFds f) throws Refused {
         int index = m.u32(VRING_STATE_INDEX);
-        int base = device.getVringBase(index);
+        long base = device.getVringBase(index);
         if (base < 0) {
             throw new Refused("GET_VRING_BASE for queue " + index + " out of range");
         }
-        m.reply(m.request(), VRING_STATE_SIZE).putU32(VRING_STATE_INDEX, index).putU32(VRING_STATE_NUM, base);
+        m.reply(m.request(), VRING_STATE_SIZE).putU32(VRING_STATE_INDEX, index).putU32(VRING_STATE_NUM, (int) base);
         return true;
     }
 

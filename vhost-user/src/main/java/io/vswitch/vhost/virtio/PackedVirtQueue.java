@@ -24,7 +24,7 @@ import static io.vswitch.protocol.PackedDescriptor.F_WRITE;
  * <p>Positions. The device keeps two positions in the descriptor ring, each an offset {@code 0..size-1} and
  * a wrap counter that flips each time the offset wraps: the next descriptor to read ({@code avail}) and the
  * next slot to write a used descriptor into ({@code used}). A chain of n descriptors advances both by n, an
- * indirect descriptor by 1. GET_VRING_BASE reports {@code avail} as offset | wrap << 15 (vhost-user).
+ * indirect descriptor by 1. GET_VRING_BASE and SET_VRING_BASE carry both ({@link PackedRingBase}).
  *
  * <p>Publishing. A burst's used descriptors are written with id and len first; their flags are stored with
  * release semantics, the first descriptor's last, so the driver sees the whole burst at once. RX used
@@ -122,9 +122,9 @@ final class PackedVirtQueue {
             // aligned in the frontend's address space but not in ours: the memory table's addresses disagree
             return String.format("packed ring misaligned in the mapping: descriptors at 0x%x", d.address());
         }
-        int position = base & 0x7FFF;
-        if (position >= size) {
-            return "ring base " + position + " (wrap " + ((base >>> 15) & 1) + ") is not below the queue size " + size;
+        String badBase = PackedRingBase.problem(base, size);
+        if (badBase != null) {
+            return badBase;
         }
         this.memory = memory;
         this.size = size;
@@ -136,11 +136,12 @@ final class PackedVirtQueue {
         this.inOrder = inOrder;
         this.ringGpa = memory.userToGuest(descAddr);
         this.deviceAreaGpa = memory.userToGuest(deviceAddr);
-        this.availPos = position;
-        this.availWrap = (base >>> 15) & 1;
-        // the device stopped with everything it took returned: the used position is the available one
-        this.usedPos = availPos;
-        this.usedWrap = availWrap;
+        // both positions as the frontend gave them: descriptors between used and avail were in flight in the
+        // device that stopped (never returned by us); without bits 16-31 the used position is the avail one
+        this.availPos = PackedRingBase.availOffset(base);
+        this.availWrap = PackedRingBase.availWrap(base);
+        this.usedPos = PackedRingBase.usedOffset(base);
+        this.usedWrap = PackedRingBase.usedWrap(base);
         this.checkedPos = usedPos;
         this.checkedWrap = usedWrap;
         if (chainId.length < size) {
@@ -164,9 +165,9 @@ final class PackedVirtQueue {
         stagedSlots = 0;
     }
 
-    /** GET_VRING_BASE: the next descriptor to read, bit 15 its wrap counter. */
+    /** GET_VRING_BASE: the next descriptor to read and the next used slot, with their wrap counters ({@link PackedRingBase}). */
     int lastAvailIndex() {
-        return availPos | (availWrap << 15);
+        return PackedRingBase.encode(availPos, availWrap, usedPos, usedWrap);
     }
 
     boolean isConfigured() {
@@ -175,15 +176,25 @@ final class PackedVirtQueue {
 
     // ---------------------------------------------------------------- notifications
 
+    /**
+     * Asks the driver to kick or not (virtio 1.2, 2.8.10). With EVENT_IDX a wanted kick is a descriptor event
+     * (flags DESC): kick once the descriptor at our avail position is made available, the one the device reads
+     * next, so a driver that keeps adding while we have not looked again does not kick again (the split ring's
+     * avail_event). Not wanted: DISABLE, honoured with or without EVENT_IDX.
+     */
     void setKicksWanted(boolean wanted) {
         if (ring == null || owner.isBroken()) {
             return;
         }
         try {
-            deviceEvent.setFlags(wanted ? EventSuppression.ENABLE : EventSuppression.DISABLE);
+            if (wanted && eventIdx) {
+                deviceEvent.setDescEvent(availPos, availWrap);
+            } else {
+                deviceEvent.setFlags(wanted ? EventSuppression.ENABLE : EventSuppression.DISABLE);
+            }
             DirtyLog log = owner.dirtyLog();
             if (log != null && deviceAreaGpa >= 0) {
-                log.markGuest(deviceAreaGpa + EventSuppression.FLAGS, 2);
+                log.markGuest(deviceAreaGpa, EventSuppression.SIZE);
             }
             VarHandle.fullFence();
         } catch (RuntimeException e) {
@@ -219,12 +230,14 @@ final class PackedVirtQueue {
             return;
         }
         VarHandle.fullFence();
-        int flags = driverEvent.flags();
+        // one load for both fields: the driver writes off_wrap before flags, never seen the other way round
+        final int word = driverEvent.wordAcquire();
+        int flags = EventSuppression.flagsOf(word);
         if (flags == EventSuppression.DISABLE) {
             return;
         }
         if (flags == EventSuppression.DESC && eventIdx) {
-            int offWrap = driverEvent.offWrap();
+            int offWrap = EventSuppression.offWrapOf(word);
             int event = EventSuppression.offset(offWrap);
             int oldLinear = oldPos;
             if (newPos <= oldPos) {

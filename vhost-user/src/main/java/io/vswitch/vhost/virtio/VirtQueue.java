@@ -202,7 +202,10 @@ public final class VirtQueue {
         return size;
     }
 
-    /** The next available index to process: what GET_VRING_BASE reports. */
+    /**
+     * What GET_VRING_BASE reports: the next available index to process; for a packed ring both positions with
+     * their wrap counters ({@link PackedRingBase}; bit 31 may be set).
+     */
     public int lastAvailIndex() {
         return packed ? packedRing.lastAvailIndex() : lastAvail;
     }

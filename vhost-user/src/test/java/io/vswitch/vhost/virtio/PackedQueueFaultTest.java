@@ -42,8 +42,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @Timeout(20)
 class PackedQueueFaultTest {
     private static final int QUEUE_SIZE = 256;
-    /** GET_VRING_BASE after the good frame of {@link #start()}: slot 1, wrap counter 1. */
-    private static final int BASE_AFTER_ONE = 1 | 0x8000;
+    /** GET_VRING_BASE after the good frame of {@link #start()}: avail and used at slot 1, wrap counters 1. */
+    private static final int BASE_AFTER_ONE = PackedRingBase.encode(1, 1, 1, 1);
 
     @TempDir
     Path dir;
@@ -298,7 +298,9 @@ class PackedQueueFaultTest {
         rx.flushRx();
         device.reportFault();
         assertEquals(1, fe.drainErrors(RX));
-        assertEquals(1, drv.resetRing(RX), "GET_VRING_BASE: slot 1 of the next lap (wrap 0), after the frames taken");
+        assertEquals(PackedRingBase.encode(1, 0, 1, 1), drv.resetRing(RX),
+                "GET_VRING_BASE: avail at slot 1 of the next lap (wrap 0) after the frames taken, used still at slot 1"
+                        + " of the first lap: the whole ring was taken and never returned");
         assertTrue(device.isRunning());
         checkRxStillWorks();
     }
@@ -333,12 +335,46 @@ class PackedQueueFaultTest {
     }
 
     @Test
-    void ringBaseBeyondTheQueueSizeStopsTheDevice() throws Exception {
+    void ringBaseBeyondTheQueueSizeIsRefusedAndStopsTheDevice() throws Exception {
+        assertBaseRefused(PackedRingBase.encode(QUEUE_SIZE, 1, 1, 1), "avail offset 256 (wrap 1) is not below the queue size 256");
+    }
+
+    @Test
+    void usedOffsetBeyondTheQueueSizeIsRefusedAndStopsTheDevice() throws Exception {
+        assertBaseRefused(PackedRingBase.encode(1, 1, 0x7FFF, 1), "used offset 32767 (wrap 1) is not below the queue size 256");
+    }
+
+    @Test
+    void usedPositionAheadOfTheAvailPositionIsRefusedAndStopsTheDevice() throws Exception {
+        // used at slot 5 of the lap whose avail position is slot 1: the device would write used descriptors over
+        // descriptors it has not read
+        // (a wrap counter names a lap only up to two: used at slot 3 with wrap 0 is read as the previous lap, 254
+        // slots in flight, which is allowed)
+        assertBaseRefused(PackedRingBase.encode(1, 1, 5, 1), "used position 5 (wrap 1) is ahead of the avail position 1 (wrap 1)");
+    }
+
+    /**
+     * SET_VRING_BASE with {@code base} is refused (nack, a log line saying why, the port's refused-message count),
+     * and the ring does not start from it (nor from the last good base): the device stays stopped until the
+     * frontend sets the ring up with a good base, then it works.
+     */
+    private void assertBaseRefused(int base, String why) throws Exception {
         assertEquals(BASE_AFTER_ONE, fe.getVringBase(TX));
-        fe.setUpRing(TX, 0x8000 | QUEUE_SIZE);
+        long refused = fx.port().counters().refusedMessages;
+        try (io.vswitch.testing.LogCapture log = new io.vswitch.testing.LogCapture()) {
+            TestFrontend.expectOk(fe.setVringNum(TX, QUEUE_SIZE), "SET_VRING_NUM");
+            assertTrue(fe.setVringBase(TX, base) != 0, "SET_VRING_BASE 0x" + Integer.toHexString(base) + " refused");
+            String line = log.await("refused SET_VRING_BASE: queue 1: packed ring base 0x" + Integer.toHexString(base)).message();
+            assertTrue(line.contains(why), line);
+        }
+        assertEquals(refused + 1, fx.port().counters().refusedMessages, "counted");
+        TestFrontend.expectOk(fe.setVringAddr(TX, fe.descUserAddr(TX), fe.usedUserAddr(TX), fe.availUserAddr(TX)), "SET_VRING_ADDR");
+        TestFrontend.expectOk(fe.setVringKick(TX), "SET_VRING_KICK");
+        TestFrontend.expectOk(fe.setVringEnable(TX, true), "SET_VRING_ENABLE");
         fe.sync();
-        assertFalse(device.isRunning(), "a base beyond the ring never starts");
+        assertFalse(device.isRunning(), "a refused base never starts");
         assertTrue(device.isBroken());
+        assertFalse(device.txQueue().isConfigured());
         fe.setUpRing(TX, BASE_AFTER_ONE);
         fe.sync();
         assertTrue(device.isRunning());

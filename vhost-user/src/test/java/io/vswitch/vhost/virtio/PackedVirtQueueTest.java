@@ -31,8 +31,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * The packed-ring data path of a running port, the test being the worker and {@link PackedDriver} the guest's
  * driver: frames each way in every descriptor layout, many laps of the ring (wrap counters), IN_ORDER's single
- * used descriptor per burst, event suppression both ways, GET/SET_VRING_BASE with the wrap counter in bit 15,
- * and dirty logging of every packed-ring write.
+ * used descriptor per burst, event suppression both ways, GET/SET_VRING_BASE with both positions and wrap
+ * counters (also with descriptors in flight), and dirty logging of every packed-ring write.
  */
 @Timeout(20)
 class PackedVirtQueueTest {
@@ -131,8 +131,10 @@ class PackedVirtQueueTest {
             assertArrayEquals(small, got.get(1).data());
         }
         // 40 rounds of up to 5 chains of up to 3 descriptors on a 16-slot ring: dozens of laps
-        int base = fx.device().getVringBase(TX);
-        assertEquals(drv.nextSlot(TX) | (drv.availWrap(TX) << 15), base, "GET_VRING_BASE: slot and wrap counter in bit 15");
+        int base = (int) fx.device().getVringBase(TX);
+        assertEquals(PackedRingBase.encode(drv.nextSlot(TX), drv.availWrap(TX), drv.nextUsedSlot(TX), drv.usedWrap(TX)), base,
+                "GET_VRING_BASE: avail slot and wrap counter in bits 0-15, used slot and wrap counter in bits 16-31");
+        assertEquals(drv.nextSlot(TX), drv.nextUsedSlot(TX), "everything taken was returned");
     }
 
     @Test
@@ -288,7 +290,7 @@ class PackedVirtQueueTest {
         }
         assertEquals(0, drv.availWrap(TX));
         int base = fe.getVringBase(TX);
-        assertEquals(3, base, "slot 3 in the second lap: wrap counter 0 in bit 15");
+        assertEquals(3 | 3 << 16, base, "avail and used at slot 3 in the second lap: wrap counters 0 in bits 15 and 31");
         // resume from there (as after a migration): the next frame is read from slot 3 with wrap 0
         fe.setUpRing(TX, base);
         fe.sync();
