@@ -7,7 +7,8 @@ import java.lang.foreign.MemorySegment;
 /**
  * One shared mapping with an explicit lifetime. Its segment belongs to a shared arena, so closing it
  * (munmap) makes every later access from any thread fail with {@link IllegalStateException} instead of
- * touching unmapped memory: a worker racing a frontend's disconnect gets an exception, never a SIGSEGV.
+ * touching unmapped memory, for every access made through {@link #segment()}. (The switch's data path reads
+ * guest memory through raw addresses instead and relies on its grace periods; see {@code GuestMemory.EVERYTHING}.)
  */
 public final class MappedMemory implements AutoCloseable {
     private final long address;

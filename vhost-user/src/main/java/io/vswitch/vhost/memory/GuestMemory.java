@@ -41,6 +41,26 @@ public final class GuestMemory implements AutoCloseable {
     private final long[] guestStart;
     private final long[] userStart;
     private final long[] size;
+    /** Per region: its mapping's host address minus its guest-physical start (host address = gpa + hostBias). */
+    private final long[] hostBias;
+    /**
+     * Every address of this process, unchecked: what the data path reads and writes guest memory through. An
+     * address is used only after {@link #findGuest} (or, for rings, {@link #findUser} at set-up) has found the
+     * whole range inside one region, so the validation is the same as with checked segments; what goes is the
+     * FFM liveness and bounds check on every access. The mapping's life is guaranteed by the quiescence protocol
+     * instead: a region leaves a worker's hands only after a grace period ({@code WorkerEpoch}, which never
+     * gives up). Measured in bench/RESULTS.md ("Unchecked guest memory"): +7.8 % in SwitchBenchmark over the
+     * same code with checked segments.
+     */
+    public static final MemorySegment EVERYTHING = MemorySegment.NULL.reinterpret(Long.MAX_VALUE);
+
+    /**
+     * {@code -Dvswitch.checkedGuestMemory=true}: translate into the regions' own segments instead, so that every
+     * access is bounded by its region and checked for liveness (an access to unmapped memory throws instead of
+     * a SIGSEGV). For diagnosing a suspected quiescence bug, and for the tests that unmap memory on purpose and
+     * prove that the fault checks run before any access (the build runs them this way).
+     */
+    public static final boolean CHECKED = Boolean.getBoolean("vswitch.checkedGuestMemory");
     /** The region that answered the last guest-physical lookup: a guess, checked before use (see above). */
     private int hint;
 
@@ -52,12 +72,14 @@ public final class GuestMemory implements AutoCloseable {
         guestStart = new long[n];
         userStart = new long[n];
         size = new long[n];
+        hostBias = new long[n];
         for (int i = 0; i < n; i++) {
             MemoryRegion r = regions[i];
             segments[i] = r.segment();
             guestStart[i] = r.guestPhysAddr();
             userStart[i] = r.userAddr();
             size[i] = r.size();
+            hostBias[i] = r.segment().address() - r.guestPhysAddr();
         }
     }
 
@@ -188,6 +210,16 @@ public final class GuestMemory implements AutoCloseable {
 
     public long guestOffset(int region, long gpa) {
         return gpa - guestStart[region];
+    }
+
+    /** The host address of guest-physical {@code gpa} in {@code region} (found by {@link #findGuest}), for {@link #EVERYTHING}. */
+    public long hostAddress(int region, long gpa) {
+        return CHECKED ? gpa - guestStart[region] : gpa + hostBias[region];
+    }
+
+    /** The segment {@link #hostAddress} is an offset in. */
+    public MemorySegment dataSegment(int region) {
+        return CHECKED ? segments[region] : EVERYTHING;
     }
 
     /** The guest-physical address of frontend-virtual {@code uva}, or -1 when no region holds it. */

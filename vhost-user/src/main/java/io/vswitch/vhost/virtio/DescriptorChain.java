@@ -46,10 +46,10 @@ final class DescriptorChain {
     private String faultDetail = "";
 
     /** Starts the chain whose head is descriptor {@code head} (already checked below {@code queueSize}) of {@code ring}. */
-    void begin(MemorySegment ring, int queueSize, int head) {
+    void begin(MemorySegment ring, long ringBase, int queueSize, int head) {
         this.queueSize = queueSize;
         this.table = ring;
-        this.tableBase = 0;
+        this.tableBase = ringBase;
         this.tableSize = queueSize;
         this.inIndirect = false;
         this.cursor = head;
@@ -95,8 +95,8 @@ final class DescriptorChain {
             if (region < 0) {
                 return outsideMemory("buffer", bufferAddr, bufferLength);
             }
-            segment = memory.segment(region);
-            offset = memory.guestOffset(region, bufferAddr);
+            segment = memory.dataSegment(region);
+            offset = memory.hostAddress(region, bufferAddr);
             addr = bufferAddr;
             length = bufferLength;
             writable = (flags & DESC_F_WRITE) != 0;
@@ -120,8 +120,8 @@ final class DescriptorChain {
             outsideMemory("indirect table", tableAddr, tableLength);
             return false;
         }
-        table = memory.segment(region);
-        tableBase = memory.guestOffset(region, tableAddr);
+        table = memory.dataSegment(region);
+        tableBase = memory.hostAddress(region, tableAddr);
         tableSize = (int) (tableLength / DESC_SIZE);
         inIndirect = true;
         cursor = 0;

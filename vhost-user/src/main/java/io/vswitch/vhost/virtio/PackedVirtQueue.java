@@ -337,8 +337,8 @@ final class PackedVirtQueue {
                         owner.fail(QueueFault.ADDRESS_OUT_OF_MEMORY, String.format("indirect table at 0x%x (+%d)", addr, length));
                         return -1;
                     }
-                    tableSegment = memory.segment(region);
-                    tableBase = memory.guestOffset(region, addr);
+                    tableSegment = memory.dataSegment(region);
+                    tableBase = memory.hostAddress(region, addr);
                     tableSize = (int) (length / PackedDescriptor.SIZE);
                     tableCursor = 0;
                     inIndirect = true;
@@ -354,8 +354,8 @@ final class PackedVirtQueue {
                 owner.fail(QueueFault.ADDRESS_OUT_OF_MEMORY, String.format("buffer at 0x%x (+%d)", addr, length));
                 return -1;
             }
-            descSegment = memory.segment(region);
-            descOffset = memory.guestOffset(region, addr);
+            descSegment = memory.dataSegment(region);
+            descOffset = memory.hostAddress(region, addr);
             descAddr = addr;
             descLength = length;
             descWrite = (flags & F_WRITE) != 0;
@@ -381,6 +381,14 @@ final class PackedVirtQueue {
                 int flags = PackedDescriptor.flagsAcquire(ring, (long) pos * PackedDescriptor.SIZE);
                 if (!PackedDescriptor.isAvailable(flags, wrap)) {
                     break;
+                }
+                if ((flags & (F_NEXT | F_INDIRECT | F_WRITE)) == 0 && slots < size && readOneDescriptor(pos, batch)) {
+                    slots++;
+                    if (++pos == size) {
+                        pos = 0;
+                        wrap ^= 1;
+                    }
+                    continue;
                 }
                 beginChain(pos, wrap);
                 if (!readTxChain(batch)) {
@@ -411,6 +419,41 @@ final class PackedVirtQueue {
             owner.fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
             return 0;
         }
+    }
+
+    /**
+     * The usual TX chain, without the chain cursor: the one descriptor at {@code pos} (already seen available,
+     * without NEXT, INDIRECT or WRITE) holds the header and a whole frame inside one region. False when it does
+     * not, and then nothing was recorded: the general walk reads it again and judges it.
+     */
+    private boolean readOneDescriptor(int pos, PacketBatch batch) {
+        final long at = (long) pos * PackedDescriptor.SIZE;
+        final long word = PackedDescriptor.lenIdFlags(ring, at);
+        final long length = word & 0xFFFF_FFFFL;
+        final int id = (int) (word >>> 32) & 0xFFFF;
+        if (id >= size || length <= VirtioNetHeader.SIZE || length > VirtQueue.MAX_FRAME + VirtioNetHeader.SIZE) {
+            return false;
+        }
+        final long addr = PackedDescriptor.addr(ring, at);
+        final GuestMemory mem = memory;
+        final int region = mem.findGuest(addr, length);
+        if (region < 0) {
+            return false;
+        }
+        final long host = mem.hostAddress(region, addr);
+        final MemorySegment all = mem.dataSegment(region);
+        final int frame = batch.count();
+        batch.setHeader(frame, all.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, host),
+                all.get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, host + VirtioNetHeader.CSUM_OFFSET));
+        final int p = batch.pieces++;
+        batch.pieceSegment[p] = all;
+        batch.pieceOffset[p] = host + VirtioNetHeader.SIZE;
+        batch.pieceLength[p] = (int) (length - VirtioNetHeader.SIZE);
+        batch.commitFrame(id, (int) (length - VirtioNetHeader.SIZE), p, 1);
+        chainId[chains] = id;
+        chainDescs[chains] = 1;
+        chains++;
+        return true;
     }
 
     private boolean readTxChain(PacketBatch batch) {
@@ -556,6 +599,10 @@ final class PackedVirtQueue {
                     owner.refusal = VirtQueue.REFUSED_NO_ROOM;
                     return rollback(startPos, startWrap, startStaged, startSlots);
                 }
+                if (buffers == 0 && (flags & (F_NEXT | F_INDIRECT | F_WRITE)) == F_WRITE && stagedSlots < size
+                        && writeOneDescriptor(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, log)) {
+                    return true;
+                }
                 beginChain(availPos, availWrap);
                 long written = 0;
                 int r;
@@ -653,6 +700,53 @@ final class PackedVirtQueue {
             }
             return owner.fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
         }
+    }
+
+    /**
+     * The usual RX case, without the chain cursor: the descriptor at the avail position (already seen available,
+     * WRITE without NEXT or INDIRECT) lies inside one region and has room for the header and the whole frame.
+     * Writes the header (num_buffers 1) and the frame and stages the used descriptor; false when the descriptor
+     * is anything else, and then nothing was written: the general walk takes it (faults included).
+     */
+    private boolean writeOneDescriptor(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count,
+                                       int frameLength, long headerWord, int csumOffset, DirtyLog log) {
+        final long at = (long) availPos * PackedDescriptor.SIZE;
+        final long word = PackedDescriptor.lenIdFlags(ring, at);
+        final long length = word & 0xFFFF_FFFFL;
+        final int id = (int) (word >>> 32) & 0xFFFF;
+        final long needed = VirtioNetHeader.SIZE + (long) frameLength;
+        if (id >= size || length < needed) {
+            return false;
+        }
+        final long addr = PackedDescriptor.addr(ring, at);
+        final GuestMemory mem = memory;
+        final int region = mem.findGuest(addr, length);   // the whole buffer, as the general walk checks it
+        if (region < 0) {
+            return false;
+        }
+        final long host = mem.hostAddress(region, addr);
+        final MemorySegment all = mem.dataSegment(region);
+        all.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, host, headerWord);
+        all.set(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED, host + 8, (csumOffset & 0xFFFF) | 1 << 16);   // num_buffers = 1
+        long dst = host + VirtioNetHeader.SIZE;
+        for (int i = first, end = first + count; i < end; i++) {
+            final int n = lengths[i];
+            MemorySegment.copy(segments[i], offsets[i], all, dst, n);
+            dst += n;
+        }
+        if (log != null) {
+            log.markGuest(addr, needed);
+        }
+        stagedSlots++;
+        stagedId[staged] = id;
+        stagedLen[staged] = (int) needed;
+        stagedDescs[staged] = 1;
+        staged++;
+        if (++availPos == size) {
+            availPos = 0;
+            availWrap ^= 1;
+        }
+        return true;
     }
 
     private boolean rollback(int pos, int wrap, int stagedCount, int slots) {

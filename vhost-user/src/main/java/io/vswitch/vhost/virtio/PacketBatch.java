@@ -111,6 +111,12 @@ public final class PacketBatch {
         MemorySegment.copy(src, srcOffset, vnet, (long) frame * VirtioNetHeader.SIZE + at, length);
     }
 
+    /** Records frame {@code frame}'s whole virtio-net header as its bytes 0..7 ({@code word}) and csum_offset. */
+    void setHeader(int frame, long word, short csumOffset) {
+        vnet.set(ValueLayout.JAVA_LONG_UNALIGNED, (long) frame * VirtioNetHeader.SIZE, word);
+        vnet.set(ValueLayout.JAVA_SHORT_UNALIGNED, (long) frame * VirtioNetHeader.SIZE + VirtioNetHeader.CSUM_OFFSET, csumOffset);
+    }
+
     private void clearHeader(int frame) {
         vnet.set(ValueLayout.JAVA_LONG_UNALIGNED, (long) frame * VirtioNetHeader.SIZE, 0L);
         vnet.set(ValueLayout.JAVA_INT_UNALIGNED, (long) frame * VirtioNetHeader.SIZE + 8, 0);

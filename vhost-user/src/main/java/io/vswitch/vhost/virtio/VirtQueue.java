@@ -41,9 +41,17 @@ public final class VirtQueue {
     // configuration, written by the control thread while the queue is not published
     private int size;
     private int mask;
+    /**
+     * The rings, {@link GuestMemory#EVERYTHING} while configured (null otherwise), at host addresses {@code descBase},
+     * {@code availBase} and {@code usedBase}: validated once here to lie wholly inside one mapped region, and
+     * accessed unchecked from then on (see "Unchecked guest memory" in the class comment).
+     */
     private MemorySegment desc;
     private MemorySegment avail;
     private MemorySegment used;
+    private long descBase;
+    private long availBase;
+    private long usedBase;
     /** Where descriptors are translated: replaced while published when regions come and go (see {@link #replaceMemory}). */
     private volatile GuestMemory memory;
     private boolean eventIdx;
@@ -147,9 +155,13 @@ public final class VirtQueue {
         this.memory = memory;
         this.size = size;
         this.mask = size - 1;
-        this.desc = d;
-        this.avail = a;
-        this.used = u;
+        final boolean checked = GuestMemory.CHECKED;
+        this.desc = checked ? d : GuestMemory.EVERYTHING;
+        this.avail = checked ? a : GuestMemory.EVERYTHING;
+        this.used = checked ? u : GuestMemory.EVERYTHING;
+        this.descBase = checked ? 0 : d.address();
+        this.availBase = checked ? 0 : a.address();
+        this.usedBase = checked ? 0 : u.address();
         this.eventIdx = eventIdx;
         this.mergeable = mergeable;
         this.lastAvail = base & 0xFFFF;
@@ -298,12 +310,12 @@ public final class VirtQueue {
             if (eventIdx) {
                 // kick when the entry at lastAvail is made available; or, with the index just behind it,
                 // only after the driver has gone all the way round the 16-bit index (practically never)
-                U16_ATOMIC.setRelease(u, availEventOffset(size), (short) (wanted ? lastAvail : lastAvail - 1));
+                U16_ATOMIC.setRelease(u, usedBase + availEventOffset(size), (short) (wanted ? lastAvail : lastAvail - 1));
                 if (log != null) {
                     logUsed(log, availEventOffset(size), 2);
                 }
             } else {
-                u.set(U16, USED_FLAGS, (short) (wanted ? 0 : USED_F_NO_NOTIFY));
+                u.set(U16, usedBase + USED_FLAGS, (short) (wanted ? 0 : USED_F_NO_NOTIFY));
                 if (log != null) {
                     logUsed(log, USED_FLAGS, 2);
                 }
@@ -324,7 +336,7 @@ public final class VirtQueue {
             return false;
         }
         try {
-            return ((short) U16_ATOMIC.getAcquire(a, (long) AVAIL_IDX) & 0xFFFF) != lastAvail;
+            return ((short) U16_ATOMIC.getAcquire(a, availBase + AVAIL_IDX) & 0xFFFF) != lastAvail;
         } catch (RuntimeException e) {
             return fail(QueueFault.MEMORY_GONE, e.getMessage());
         }
@@ -336,7 +348,7 @@ public final class VirtQueue {
         if (head >= size) {
             return fail(QueueFault.HEAD_OUT_OF_RANGE, "head " + head + " >= queue size " + size);
         }
-        chain.begin(desc, size, head);
+        chain.begin(desc, descBase, size, head);
         return true;
     }
 
@@ -367,7 +379,7 @@ public final class VirtQueue {
             return 0;
         }
         try {
-            int availIdx = (short) U16_ATOMIC.getAcquire(a, (long) AVAIL_IDX) & 0xFFFF;
+            int availIdx = (short) U16_ATOMIC.getAcquire(a, availBase + AVAIL_IDX) & 0xFFFF;
             int pending = (availIdx - lastAvail) & 0xFFFF;
             if (pending == 0) {
                 return 0;
@@ -381,7 +393,7 @@ public final class VirtQueue {
             int next = lastAvail;
             int head = 0;
             for (int i = 0; i < n; i++) {
-                head = a.get(U16, AVAIL_RING + (long) AVAIL_ELEM_SIZE * (next & m)) & 0xFFFF;
+                head = a.get(U16, availBase + AVAIL_RING + (long) AVAIL_ELEM_SIZE * (next & m)) & 0xFFFF;
                 if (!readTxChain(head, batch)) {
                     batch.clear();
                     return 0;
@@ -399,6 +411,9 @@ public final class VirtQueue {
     }
 
     private boolean readTxChain(int head, PacketBatch batch) {
+        if (head < size && readOneDescriptor(head, batch)) {
+            return true;
+        }
         if (!beginChain(head)) {
             return false;
         }
@@ -451,6 +466,37 @@ public final class VirtQueue {
         return true;
     }
 
+    /**
+     * The usual TX chain, taken without the chain cursor: one descriptor (no NEXT, INDIRECT or WRITE) holding
+     * the header and a whole frame, inside one region. False when the chain is anything else, and then nothing
+     * was recorded: the general walk reads it again and judges it (faults and drops included).
+     */
+    private boolean readOneDescriptor(int head, PacketBatch batch) {
+        final MemorySegment d = desc;
+        final long at = descBase + (long) head * DESC_SIZE;
+        final long word = d.get(U64, at + DESC_LEN);
+        final long length = word & 0xFFFF_FFFFL;
+        if ((word & 0xFFFF_0000_0000L) != 0 || length <= VirtioNetHeader.SIZE || length > MAX_FRAME + VirtioNetHeader.SIZE) {
+            return false;
+        }
+        final long bufferAddr = d.get(U64, at + DESC_ADDR);
+        final GuestMemory mem = memory;
+        final int region = mem.findGuest(bufferAddr, length);
+        if (region < 0) {
+            return false;
+        }
+        final long host = mem.hostAddress(region, bufferAddr);
+        final MemorySegment all = mem.dataSegment(region);
+        final int frame = batch.count();
+        batch.setHeader(frame, all.get(U64, host), all.get(U16, host + VirtioNetHeader.CSUM_OFFSET));
+        final int p = batch.pieces++;
+        batch.pieceSegment[p] = all;
+        batch.pieceOffset[p] = host + VirtioNetHeader.SIZE;
+        batch.pieceLength[p] = (int) (length - VirtioNetHeader.SIZE);
+        batch.commitFrame(head, (int) (length - VirtioNetHeader.SIZE), p, 1);
+        return true;
+    }
+
     /** Returns every descriptor of the last burst to the guest, publishes used.idx once, and calls if asked. */
     public void completeTx(PacketBatch batch) {
         if (packed) {
@@ -469,12 +515,12 @@ public final class VirtQueue {
             final int m = mask;
             int idx = usedIdx;
             for (int i = 0, n = batch.count(); i < n; i++) {
-                long at = USED_RING + (long) USED_ELEM_SIZE * (idx & m);
+                long at = usedBase + USED_RING + (long) USED_ELEM_SIZE * (idx & m);
                 u.set(U64, at, usedElement(batch.head[i], 0));
                 idx = (idx + 1) & 0xFFFF;
             }
             for (int i = 0, n = batch.dropped; i < n; i++) {
-                long at = USED_RING + (long) USED_ELEM_SIZE * (idx & m);
+                long at = usedBase + USED_RING + (long) USED_ELEM_SIZE * (idx & m);
                 u.set(U64, at, usedElement(batch.droppedHead[i], 0));
                 idx = (idx + 1) & 0xFFFF;
             }
@@ -499,7 +545,7 @@ public final class VirtQueue {
         try {
             int idx = usedIdx;
             long at = USED_RING + (long) USED_ELEM_SIZE * ((idx + n - 1) & mask);
-            u.set(U64, at, usedElement(burstLastHead, 0));
+            u.set(U64, usedBase + at, usedElement(burstLastHead, 0));
             final DirtyLog log = dirtyLog;
             if (log != null) {
                 logUsed(log, at, USED_ELEM_SIZE);
@@ -584,7 +630,7 @@ public final class VirtQueue {
             final DirtyLog log = dirtyLog;
             while (remaining > 0) {
                 if (availCache == lastAvail) {
-                    availCache = (short) U16_ATOMIC.getAcquire(a, (long) AVAIL_IDX) & 0xFFFF;
+                    availCache = (short) U16_ATOMIC.getAcquire(a, availBase + AVAIL_IDX) & 0xFFFF;
                     int pending = (availCache - lastAvail) & 0xFFFF;
                     if (pending > size) {
                         fail(QueueFault.AVAIL_INDEX_JUMP, "avail.idx " + availCache + " is " + pending + " ahead of " + lastAvail);
@@ -596,8 +642,12 @@ public final class VirtQueue {
                         return rollback(startAvail, startUsed);
                     }
                 }
-                int head = a.get(U16, AVAIL_RING + (long) AVAIL_ELEM_SIZE * (lastAvail & m)) & 0xFFFF;
+                int head = a.get(U16, availBase + AVAIL_RING + (long) AVAIL_ELEM_SIZE * (lastAvail & m)) & 0xFFFF;
                 lastAvail = (lastAvail + 1) & 0xFFFF;
+                if (buffers == 0 && head < size
+                        && writeOneDescriptor(head, segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, log)) {
+                    return true;
+                }
                 if (!beginChain(head)) {
                     return rollback(startAvail, startUsed);
                 }
@@ -657,7 +707,7 @@ public final class VirtQueue {
                     }
                 }
                 long at = USED_RING + (long) USED_ELEM_SIZE * (usedIdx & m);
-                u.set(U64, at, usedElement(head, (int) written));
+                u.set(U64, usedBase + at, usedElement(head, (int) written));
                 if (log != null) {
                     logUsed(log, at, USED_ELEM_SIZE);
                 }
@@ -684,6 +734,48 @@ public final class VirtQueue {
             }
             return fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
         }
+    }
+
+    /**
+     * The usual RX case, without the chain cursor: the chain at {@code head} is one device-writable descriptor
+     * (no NEXT or INDIRECT) inside one region with room for the header and the whole frame. Writes the header
+     * (num_buffers 1), the frame and the used element; false when the chain is anything else, and then nothing
+     * was written: the general walk takes the chain (faults included).
+     */
+    private boolean writeOneDescriptor(int head, MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count,
+                                       int frameLength, long headerWord, int csumOffset, DirtyLog log) {
+        final MemorySegment d = desc;
+        final long at = descBase + (long) head * DESC_SIZE;
+        final long word = d.get(U64, at + DESC_LEN);
+        final long length = word & 0xFFFF_FFFFL;
+        final long needed = VirtioNetHeader.SIZE + (long) frameLength;
+        if ((word & 0xFFFF_0000_0000L) != (long) DESC_F_WRITE << 32 || length < needed) {
+            return false;
+        }
+        final long bufferAddr = d.get(U64, at + DESC_ADDR);
+        final GuestMemory mem = memory;
+        final int region = mem.findGuest(bufferAddr, length);   // the whole buffer, as the general walk checks it
+        if (region < 0) {
+            return false;
+        }
+        final long host = mem.hostAddress(region, bufferAddr);
+        final MemorySegment all = mem.dataSegment(region);
+        all.set(U64, host, headerWord);
+        all.set(U32, host + 8, (csumOffset & 0xFFFF) | 1 << 16);   // csum_offset, num_buffers = 1
+        long dst = host + VirtioNetHeader.SIZE;
+        for (int i = first, end = first + count; i < end; i++) {
+            final int n = lengths[i];
+            MemorySegment.copy(segments[i], offsets[i], all, dst, n);
+            dst += n;
+        }
+        final long usedAt = USED_RING + (long) USED_ELEM_SIZE * (usedIdx & mask);
+        used.set(U64, usedBase + usedAt, usedElement(head, (int) needed));
+        if (log != null) {
+            log.markGuest(bufferAddr, needed);
+            logUsed(log, usedAt, USED_ELEM_SIZE);
+        }
+        usedIdx = (usedIdx + 1) & 0xFFFF;
+        return true;
     }
 
     /** A used ring element {id, len} as one little-endian 8-byte store. */
@@ -720,7 +812,7 @@ public final class VirtQueue {
         if (newIdx == oldIdx) {
             return;
         }
-        U16_ATOMIC.setRelease(used, (long) USED_IDX, (short) newIdx);
+        U16_ATOMIC.setRelease(used, usedBase + USED_IDX, (short) newIdx);
         final DirtyLog log = dirtyLog;
         if (log != null) {
             logUsed(log, USED_IDX, 2);
@@ -732,11 +824,11 @@ public final class VirtQueue {
         }
         VarHandle.fullFence();
         if (eventIdx) {
-            int usedEvent = avail.get(U16, usedEventOffset(size)) & 0xFFFF;
+            int usedEvent = avail.get(U16, availBase + usedEventOffset(size)) & 0xFFFF;
             if (!needEvent(usedEvent, newIdx, oldIdx)) {
                 return;
             }
-        } else if ((avail.get(U16, AVAIL_FLAGS) & AVAIL_F_NO_INTERRUPT) != 0) {
+        } else if ((avail.get(U16, availBase + AVAIL_FLAGS) & AVAIL_F_NO_INTERRUPT) != 0) {
             return;
         }
         if (c.signal()) {
