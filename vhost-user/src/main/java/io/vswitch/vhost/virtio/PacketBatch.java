@@ -111,10 +111,22 @@ public final class PacketBatch {
         MemorySegment.copy(src, srcOffset, vnet, (long) frame * VirtioNetHeader.SIZE + at, length);
     }
 
-    /** Records frame {@code frame}'s whole virtio-net header as its bytes 0..7 ({@code word}) and csum_offset. */
-    void setHeader(int frame, long word, short csumOffset) {
-        vnet.set(ValueLayout.JAVA_LONG_UNALIGNED, (long) frame * VirtioNetHeader.SIZE, word);
-        vnet.set(ValueLayout.JAVA_SHORT_UNALIGNED, (long) frame * VirtioNetHeader.SIZE + VirtioNetHeader.CSUM_OFFSET, csumOffset);
+    /**
+     * Appends the frame of a one-descriptor TX chain (the rings' fast paths): {@code length} bytes at {@code host}
+     * of {@code memory}, virtio-net header first, already validated to lie inside one region and to be longer
+     * than the header. The header is captured with two loads, the frame is one piece.
+     */
+    void addGuestFrame(int id, MemorySegment memory, long host, long length) {
+        final int frame = count;
+        final long at = (long) frame * VirtioNetHeader.SIZE;
+        vnet.set(ValueLayout.JAVA_LONG_UNALIGNED, at, memory.get(ValueLayout.JAVA_LONG_UNALIGNED, host));
+        vnet.set(ValueLayout.JAVA_SHORT_UNALIGNED, at + VirtioNetHeader.CSUM_OFFSET,
+                memory.get(ValueLayout.JAVA_SHORT_UNALIGNED, host + VirtioNetHeader.CSUM_OFFSET));
+        final int p = pieces++;
+        pieceSegment[p] = memory;
+        pieceOffset[p] = host + VirtioNetHeader.SIZE;
+        pieceLength[p] = (int) (length - VirtioNetHeader.SIZE);
+        commitFrame(id, (int) (length - VirtioNetHeader.SIZE), p, 1);
     }
 
     private void clearHeader(int frame) {

@@ -485,15 +485,7 @@ public final class VirtQueue {
         if (region < 0) {
             return false;
         }
-        final long host = mem.hostAddress(region, bufferAddr);
-        final MemorySegment all = mem.dataSegment(region);
-        final int frame = batch.count();
-        batch.setHeader(frame, all.get(U64, host), all.get(U16, host + VirtioNetHeader.CSUM_OFFSET));
-        final int p = batch.pieces++;
-        batch.pieceSegment[p] = all;
-        batch.pieceOffset[p] = host + VirtioNetHeader.SIZE;
-        batch.pieceLength[p] = (int) (length - VirtioNetHeader.SIZE);
-        batch.commitFrame(head, (int) (length - VirtioNetHeader.SIZE), p, 1);
+        batch.addGuestFrame(head, mem.dataSegment(region), mem.hostAddress(region, bufferAddr), length);
         return true;
     }
 
