@@ -42,9 +42,10 @@ public final class VirtQueue {
     private int size;
     private int mask;
     /**
-     * The rings, {@link GuestMemory#EVERYTHING} while configured (null otherwise), at host addresses {@code descBase},
-     * {@code availBase} and {@code usedBase}: validated once here to lie wholly inside one mapped region, and
-     * accessed unchecked from then on (see "Unchecked guest memory" in the class comment).
+     * The rings while configured (null otherwise): {@link GuestMemory#EVERYTHING} at host addresses {@code descBase},
+     * {@code availBase} and {@code usedBase}, validated in {@link #configure} to lie wholly inside one mapped region
+     * and accessed unchecked from then on; or, with {@link GuestMemory#CHECKED}, the rings' own checked slices at
+     * base 0.
      */
     private MemorySegment desc;
     private MemorySegment avail;
