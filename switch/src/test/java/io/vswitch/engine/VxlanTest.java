@@ -2,6 +2,7 @@ package io.vswitch.engine;
 
 import io.vswitch.config.ConfigLoader;
 import io.vswitch.sys.OpenFds;
+import io.vswitch.testing.Await;
 import io.vswitch.testing.TestFrontend;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -12,6 +13,7 @@ import java.nio.ByteBuffer;
 import java.nio.channels.DatagramChannel;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.Map;
 
 import static io.vswitch.engine.TestPmdForwardingTest.value;
 import static io.vswitch.engine.VlanTest.frame;
@@ -117,9 +119,10 @@ class VxlanTest {
                 assertTrue(value(snap, "vx", "macs_learned") >= 2);
             }
             // the socket and its buffers go with the switch (the first run may have opened lazy JDK descriptors)
-            int fds = OpenFds.count();
+            Map<Integer, String> fds = OpenFds.snapshot();
             Switch.start(ConfigLoader.parse(yaml, "vxlan.yaml")).close();
-            assertEquals(fds, OpenFds.count(), "no descriptor left behind");
+            Await.until(() -> OpenFds.openedSince(fds).isEmpty(),
+                    () -> "no descriptor left behind, but open: " + OpenFds.openedSince(fds));
         }
     }
 

@@ -82,7 +82,8 @@ public final class Await {
         }
     }
 
-    private static void until(Condition condition, java.util.function.Supplier<String> what) throws Exception {
+    /** Like {@link #until(Condition, String)}, describing the failure only when it happens (with the state it saw). */
+    public static void until(Condition condition, java.util.function.Supplier<String> what) throws Exception {
         long deadline = System.nanoTime() + DEFAULT.toNanos();
         while (!condition.holds()) {
             if (System.nanoTime() > deadline) {
