@@ -34,6 +34,14 @@ public abstract sealed class NotifyStrategy implements IdleStrategy, AutoCloseab
     public void wake() {
     }
 
+    /**
+     * The worker is about to be stopped: wake it if it sleeps and never let it sleep again, so that its runner
+     * sees the stop within a pass instead of after the longest sleep. Any thread; called before the runner is
+     * closed, while the strategy is still open. A no-op for strategies that never sleep for long.
+     */
+    public void stopSleeping() {
+    }
+
     /** Releases the epoll set and eventfd, on the worker thread when it stops. */
     @Override
     public void close() {

@@ -28,6 +28,8 @@ public final class SleepingStrategy extends NotifyStrategy {
     private final int maxSleepMillis;
     private final Epoll epoll;
     private final EventFd wakeup;
+    /** Set once by {@link #stopSleeping}: from then on an idle pass re-polls instead of sleeping. */
+    private volatile boolean stopping;
     private final AtomicCounter sleeps;
     private final AtomicCounter wakeups;
     private KickSources sources;
@@ -94,6 +96,12 @@ public final class SleepingStrategy extends NotifyStrategy {
     }
 
     @Override
+    public void stopSleeping() {
+        stopping = true;
+        wake();
+    }
+
+    @Override
     public void idle(int workCount) {
         if (workCount > 0) {
             quiet = 0;
@@ -120,7 +128,7 @@ public final class SleepingStrategy extends NotifyStrategy {
     private void sleepUntilKicked() {
         sleeping = true;
         VarHandle.fullFence();   // sleeping before the re-check, as wake() fences its work before reading it
-        int state = sources.armKicks();
+        int state = stopping ? KickSources.PENDING : sources.armKicks();
         if (state != KickSources.PENDING) {
             sleeps.incrementRelease();
             int ready = epoll.await(state == KickSources.NAP ? NAP_MILLIS : maxSleepMillis);

@@ -70,6 +70,26 @@ class SleepingStrategyTest {
     }
 
     @Test
+    void stopSleepingEndsASleepAndNoneFollows() throws Exception {
+        FakeSources sources = new FakeSources();
+        try (SleepingStrategy s = SleepingStrategy.interrupt(60_000, sleeps, wakeups)) {
+            s.bind(sources);
+            CompletableFuture<Void> sleeper = CompletableFuture.runAsync(() -> s.idle(0));
+            while (sleeps.get() == 0) {
+                Thread.onSpinWait();
+            }
+            s.stopSleeping();   // what Switch.close does before it stops the runner
+            sleeper.get(10, TimeUnit.SECONDS);
+            int armed = sources.armed.get();
+            for (int i = 0; i < 3; i++) {
+                s.idle(0);   // would hang for a minute if it slept
+            }
+            assertEquals(1, sleeps.get(), "no sleep after stopSleeping");
+            assertEquals(armed, sources.armed.get(), "kicks are not armed again once stopping");
+        }
+    }
+
+    @Test
     void hybridPollsQuietlyThenSleepsAndSuppressesKicksAgain() {
         FakeSources sources = new FakeSources();
         sources.answer = KickSources.NAP;   // a 1 ms nap, so the test needs no waker

@@ -534,6 +534,9 @@ public final class Switch implements AutoCloseable {
                 LOG.log(Level.WARNING, "closing port {0}: {1}", port.name, e.toString());
             }
         }
+        for (Worker worker : workers) {
+            worker.stopSleeping();   // else a worker asleep in epoll_wait stops only when its sleep times out
+        }
         for (AgentRunner runner : runners) {
             runner.close();
         }

@@ -119,6 +119,11 @@ public final class Worker implements Agent, KickSources {
         notify.wake();
     }
 
+    /** The switch is closing: wake the worker and keep it from sleeping again until its runner stops it. */
+    void stopSleeping() {
+        notify.stopSleeping();
+    }
+
     // KickSources: the sleeping strategies' view of this worker
 
     @Override
