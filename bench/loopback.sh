@@ -41,6 +41,7 @@
 # with both busy loops paused, and the summary gives medians over all runs and over the runs whose both
 # probes were "near" (< C2C_FAR_NS, default 300 ns). Compare backends only within one placement.
 #
+# LOOPBACK_VSWITCH_JAR (environment) runs another build of the switch (with --no-build), to compare two builds.
 # LOOPBACK_VSWITCH_JVM_OPTS (environment) is added to the switch's JVM options, e.g. to record JFR:
 #   LOOPBACK_VSWITCH_JVM_OPTS='-XX:StartFlightRecording=filename=/tmp/lb.jfr,delay=10s,duration=10s'
 #
@@ -102,7 +103,8 @@ if [[ -z "${JAVA_HOME:-}" || ! -x "$JAVA_HOME/bin/java" ]]; then
 fi
 export JAVA_HOME
 export MAVEN_OPTS="${MAVEN_OPTS:---sun-misc-unsafe-memory-access=allow}"
-JAR="$ROOT/switch/target/vswitch.jar"
+# the switch under test: the repository's build, or LOOPBACK_VSWITCH_JAR (to compare two builds; --no-build)
+JAR="${LOOPBACK_VSWITCH_JAR:-$ROOT/switch/target/vswitch.jar}"
 # what ./vswitch run passes to the JVM
 JVM_FLAGS=(@"$ROOT/jvm.options" -XX:+UseParallelGC -Xms256m)
 

@@ -79,8 +79,11 @@ public final class NotifyModesBench {
         double c2cFarNanos = 300;
         int dpdkLatencyRounds;
 
+        /** The switch under test: the repository's build, or {@code NOTIFY_VSWITCH_JAR} (to compare two builds). */
         Path switchJar() {
-            return repo.resolve("switch/target/vswitch.jar").toAbsolutePath();
+            String jar = System.getenv("NOTIFY_VSWITCH_JAR");
+            return jar != null && !jar.isBlank() ? Path.of(jar).toAbsolutePath()
+                    : repo.resolve("switch/target/vswitch.jar").toAbsolutePath();
         }
     }
 

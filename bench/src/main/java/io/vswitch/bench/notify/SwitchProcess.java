@@ -33,9 +33,14 @@ final class SwitchProcess implements AutoCloseable {
         }), "notify-bench-reaper"));
     }
 
-    /** The launcher's JVM options (see ./vswitch): jvm.options plus its GC settings. */
-    static final List<String> JVM_FLAGS = java.util.stream.Stream.concat(JvmFlags.list().stream(),
-            java.util.stream.Stream.of("-XX:+UseParallelGC", "-Xms256m")).toList();
+    /**
+     * The launcher's JVM options (see ./vswitch): jvm.options plus its GC settings, then the words of
+     * {@code NOTIFY_VSWITCH_JVM_OPTS} (for experiments: {@code -Xlog:safepoint}, a system property...).
+     */
+    static final List<String> JVM_FLAGS = java.util.stream.Stream.of(JvmFlags.list().stream(),
+            java.util.stream.Stream.of("-XX:+UseParallelGC", "-Xms256m"),
+            java.util.Arrays.stream(System.getenv().getOrDefault("NOTIFY_VSWITCH_JVM_OPTS", "").trim().split("\\s+"))
+                    .filter(w -> !w.isEmpty())).flatMap(x -> x).toList();
 
     private static final long CLK_TCK = clockTicks();
 
