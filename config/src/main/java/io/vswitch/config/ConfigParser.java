@@ -19,7 +19,7 @@ final class ConfigParser {
 
     static final List<String> TOP_KEYS = List.of("switch", "ports", "links");
     static final List<String> SWITCH_KEYS = List.of("mode", "notify", "workers", "cpus", "burst",
-            "mac-aging-seconds", "hybrid-quiet-polls", "runtime-dir", "metrics");
+            "mac-aging-seconds", "hybrid-quiet-polls", "runtime-dir", "metrics", "housekeeping-cpus");
     static final List<String> PORT_KEYS = List.of("name", "socket", "mode", "notify", "worker", "mac-limit",
             "vlan", "trunk", "mtu", "queues", "workers", "socket-mode", "socket-group", "offloads", "type", "local", "remote", "vni", "interface");
     static final String[] PORT_TYPES = {"vhost-user", "vxlan", "afpacket"};
@@ -91,7 +91,8 @@ final class ConfigParser {
         int quietPolls = intOr(m, "hybrid-quiet-polls", 1, Integer.MAX_VALUE, SwitchSettings.DEFAULT_HYBRID_QUIET_POLLS);
         Path runtimeDir = m.get("runtime-dir").flatMap(ConfigParser::path).orElseGet(SwitchSettings::defaultRuntimeDir);
         Optional<MetricsAddress> metrics = m.get("metrics").flatMap(ConfigParser::metrics);
-        return new SwitchSettings(mode, notify, workers, cpus, burst, macAging, quietPolls, runtimeDir, metrics);
+        List<Integer> housekeepingCpus = m.get("housekeeping-cpus").flatMap(ConfigParser::cpus).orElse(List.of());
+        return new SwitchSettings(mode, notify, workers, cpus, burst, macAging, quietPolls, runtimeDir, metrics, housekeepingCpus);
     }
 
     private static Optional<MetricsAddress> metrics(YamlValue v) {
@@ -110,7 +111,7 @@ final class ConfigParser {
     private static Optional<List<Integer>> cpus(YamlValue v) {
         Optional<List<Integer>> cpus = v.asIntList(0, MAX_CPU);
         if (cpus.isPresent() && cpus.get().isEmpty()) {
-            v.error("must name at least one CPU (leave it out to run workers unpinned)");
+            v.error("must name at least one CPU (leave it out to run unpinned)");
             return Optional.empty();
         }
         return cpus;

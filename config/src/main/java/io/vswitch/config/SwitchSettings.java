@@ -14,6 +14,9 @@ import java.util.OptionalInt;
  * @param hybridQuietPolls empty polls before a {@link NotifyMode#HYBRID} worker goes back to sleeping on interrupts
  * @param runtimeDir       where the counters file and the instance lock live
  * @param metrics          where the Prometheus endpoint listens; empty = no endpoint
+ * @param housekeepingCpus cores for every thread of the process but the workers (control threads, the JVM's JIT
+ *                         compiler and GC threads...), so that they never take a worker's or a guest's core;
+ *                         empty = unconfined
  */
 public record SwitchSettings(
         BridgeMode mode,
@@ -24,7 +27,8 @@ public record SwitchSettings(
         int macAgingSeconds,
         int hybridQuietPolls,
         Path runtimeDir,
-        Optional<MetricsAddress> metrics) {
+        Optional<MetricsAddress> metrics,
+        List<Integer> housekeepingCpus) {
 
     public static final BridgeMode DEFAULT_MODE = BridgeMode.LEARNING;
     public static final NotifyMode DEFAULT_NOTIFY = NotifyMode.POLL;
@@ -40,6 +44,7 @@ public record SwitchSettings(
         Objects.requireNonNull(runtimeDir, "runtimeDir");
         Objects.requireNonNull(metrics, "metrics");
         cpus = List.copyOf(cpus);
+        housekeepingCpus = List.copyOf(housekeepingCpus);
         if (workers < 1) {
             throw new IllegalArgumentException("workers must be >= 1, got " + workers);
         }
@@ -48,13 +53,13 @@ public record SwitchSettings(
     /** Without a metrics endpoint. */
     public SwitchSettings(BridgeMode mode, NotifyMode notifyMode, int workers, List<Integer> cpus, int burst,
                           int macAgingSeconds, int hybridQuietPolls, Path runtimeDir) {
-        this(mode, notifyMode, workers, cpus, burst, macAgingSeconds, hybridQuietPolls, runtimeDir, Optional.empty());
+        this(mode, notifyMode, workers, cpus, burst, macAgingSeconds, hybridQuietPolls, runtimeDir, Optional.empty(), List.of());
     }
 
     /** The same settings with another metrics endpoint (as {@code run --metrics} gives). */
     public SwitchSettings withMetrics(Optional<MetricsAddress> endpoint) {
         return new SwitchSettings(mode, notifyMode, workers, cpus, burst, macAgingSeconds, hybridQuietPolls, runtimeDir,
-                endpoint);
+                endpoint, housekeepingCpus);
     }
 
     /** Every setting at its default, with the runtime directory of the current user. */

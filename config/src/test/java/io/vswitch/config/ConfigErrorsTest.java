@@ -232,6 +232,22 @@ class ConfigErrorsTest {
     }
 
     @Test
+    void housekeepingCpusAreCheckedLikeCpus() {
+        assertEquals("topo.yaml:2: switch.housekeeping-cpus: must name at least one CPU (leave it out to run unpinned)", errorOf("""
+                switch:
+                  housekeeping-cpus: []
+                ports:
+                  - {name: vm1, socket: /tmp/vswitch/vm1.sock}
+                """));
+        assertEquals("topo.yaml:2: switch.housekeeping-cpus[0]: expected an integer, got 'x'", errorOf("""
+                switch:
+                  housekeeping-cpus: [x]
+                ports:
+                  - {name: vm1, socket: /tmp/vswitch/vm1.sock}
+                """));
+    }
+
+    @Test
     void wrongTypeInList() {
         assertEquals("topo.yaml:2: switch.cpus[1]: expected an integer, got 'x'", errorOf("""
                 switch:

@@ -22,6 +22,7 @@ class ConfigLoaderTest {
                   notify: hybrid
                   workers: 2
                   cpus: [2, 3, 5]
+                  housekeeping-cpus: [0, 1]
                   burst: 64
                   mac-aging-seconds: 120
                   hybrid-quiet-polls: 500
@@ -52,7 +53,7 @@ class ConfigLoaderTest {
                 """, "full.yaml");
 
         SwitchSettings settings = new SwitchSettings(BridgeMode.CROSS_CONNECT, NotifyMode.HYBRID, 2, List.of(2, 3, 5),
-                64, 120, 500, Path.of("/run/vswitch"), Optional.of(new MetricsAddress("127.0.0.1", 9469)));
+                64, 120, 500, Path.of("/run/vswitch"), Optional.of(new MetricsAddress("127.0.0.1", 9469)), List.of(0, 1));
         PortConfig vm1 = new PortConfig("vm1", Path.of("/tmp/vswitch/vm1.sock"), SocketRole.SERVER, NotifyMode.INTERRUPT,
                 1, 64, new VlanMode.Access(10), 9000, 4, OptionalInt.of(0660), Optional.of("kvm"));
         PortConfig vm2 = new PortConfig("vm2", Path.of("/tmp/vswitch/vm2.sock"), SocketRole.CLIENT, NotifyMode.MONITOR,

@@ -30,6 +30,7 @@ import java.nio.file.attribute.GroupPrincipal;
 import java.nio.file.attribute.PosixFileAttributeView;
 import java.nio.file.attribute.PosixFilePermission;
 import java.util.ArrayList;
+import java.util.BitSet;
 import java.util.EnumSet;
 import java.util.HashMap;
 import java.util.List;
@@ -80,6 +81,8 @@ public final class Switch implements AutoCloseable {
     final Object countersLock = new Object();
     private final List<Worker> workers = new ArrayList<>();
     private final List<AgentRunner> runners = new ArrayList<>();
+    /** What unpinned workers may run on when housekeeping-cpus confined the process (null: not confined). */
+    private final BitSet unpinnedWorkerCpus;
     private final List<MappedMemory> poolMemory = new ArrayList<>();
     private final List<Uplink> uplinks = new ArrayList<>();
     private final ScheduledExecutorService housekeeping;
@@ -87,10 +90,11 @@ public final class Switch implements AutoCloseable {
     private final ManyToOneConcurrentArrayQueue<Throwable> workerErrors = new ManyToOneConcurrentArrayQueue<>(64);
     private final AtomicLong workerErrorsLost = new AtomicLong();
 
-    private Switch(SwitchConfig config, InstanceLock lock, CountersFile counters) {
+    private Switch(SwitchConfig config, InstanceLock lock, CountersFile counters, BitSet unpinnedWorkerCpus) {
         this.config = config;
         this.lock = lock;
         this.counters = counters;
+        this.unpinnedWorkerCpus = unpinnedWorkerCpus;
         this.housekeeping = Executors.newSingleThreadScheduledExecutor(r -> {
             Thread t = new Thread(r, "vswitch-housekeeping");
             t.setDaemon(true);
@@ -163,8 +167,10 @@ public final class Switch implements AutoCloseable {
         // its sockets, which nobody listens on any more, are removed when the ports bind.
         InstanceLock lock = InstanceLock.acquire(settings.runtimeDir());
         CountersFile counters;
+        BitSet unpinnedWorkerCpus;
         try {
             refuseServedSockets(config);
+            unpinnedWorkerCpus = confineHousekeeping(settings);
             counters = CountersFile.create(settings.runtimeDir().resolve(CountersFile.FILE_NAME),
                     64 + (config.ports().size() + RUNTIME_PORT_ROOM) * 28 + settings.workers() * 4
                             + config.ports().stream().mapToInt(p -> p.queues() > 1 ? 4 * p.queues() : 0).sum());
@@ -172,7 +178,7 @@ public final class Switch implements AutoCloseable {
             lock.close();
             throw e;
         }
-        Switch sw = new Switch(config, lock, counters);
+        Switch sw = new Switch(config, lock, counters, unpinnedWorkerCpus);
         try {
             sw.build();
         } catch (RuntimeException | IOException e) {
@@ -180,6 +186,36 @@ public final class Switch implements AutoCloseable {
             throw e;
         }
         return sw;
+    }
+
+    /**
+     * {@code housekeeping-cpus}: confines every thread the process has now (the JVM's JIT compiler, GC and
+     * service threads, the caller's) to those cpus; the threads the switch starts afterwards (control, housekeeping,
+     * metrics) inherit it from their creator, and so do the ones the JVM adds later (compiler threads start
+     * compiler threads). Workers set their own: their {@code cpus:} core, or else the cpus the process had before,
+     * returned here (null when there is nothing to confine). It applies to the whole process, embedding one too.
+     */
+    private static BitSet confineHousekeeping(SwitchSettings settings) {
+        if (settings.housekeepingCpus().isEmpty()) {
+            return null;
+        }
+        BitSet before = Affinity.allowed(0);
+        BitSet cpus = new BitSet();
+        settings.housekeepingCpus().forEach(cpus::set);
+        int confined;
+        try {
+            confined = Affinity.confineProcess(cpus);
+        } catch (io.vswitch.sys.SysCallException e) {
+            throw new IllegalArgumentException("housekeeping-cpus " + settings.housekeepingCpus() + ": " + e.getMessage(), e);
+        }
+        LOG.log(Level.INFO, "housekeeping-cpus {0}: {1} thread(s) confined, and every thread started from them; workers on {2}",
+                settings.housekeepingCpus(), confined,
+                settings.cpus().isEmpty() ? "the cpus the process had: " + before : "cpus " + settings.cpus());
+        if (settings.cpus().stream().anyMatch(settings.housekeepingCpus()::contains)) {
+            LOG.log(Level.WARNING, "housekeeping-cpus {0} overlap the workers'' cpus {1}: JIT, GC and control threads"
+                    + " may take a worker''s core", settings.housekeepingCpus(), settings.cpus());
+        }
+        return before;
     }
 
     /** Throws {@link SocketInUseException} for the first server socket path on which a live process listens. */
@@ -258,7 +294,7 @@ public final class Switch implements AutoCloseable {
         for (Worker worker : workers) {
             int cpu = settings.cpus().isEmpty() ? -1 : settings.cpus().get(worker.id() % settings.cpus().size());
             AgentRunner runner = new AgentRunner(worker.idleStrategy(), this::onWorkerError, null,
-                    new PinnedAgent(worker, cpu, this::onWorkerError));
+                    new PinnedAgent(worker, cpu, unpinnedWorkerCpus, this::onWorkerError));
             runners.add(runner);
             AgentRunner.startOnThread(runner);
         }
@@ -559,7 +595,8 @@ public final class Switch implements AutoCloseable {
     }
 
     /** Sets the worker's thread name and CPU before it starts polling. */
-    private record PinnedAgent(Worker worker, int cpu, Consumer<Throwable> errors) implements org.agrona.concurrent.Agent {
+    private record PinnedAgent(Worker worker, int cpu, BitSet unpinned, Consumer<Throwable> errors)
+            implements org.agrona.concurrent.Agent {
         @Override
         public void onStart() {
             worker.onStart();
@@ -568,6 +605,13 @@ public final class Switch implements AutoCloseable {
                     Affinity.pinCurrentThread(cpu);
                 } catch (RuntimeException e) {
                     errors.accept(new WorkerWarning("worker " + worker.id() + ": cannot pin to cpu " + cpu + ": "
+                            + e.getMessage()));
+                }
+            } else if (unpinned != null) {
+                try {
+                    Affinity.setAllowed(0, unpinned);   // not the housekeeping cpus it inherited
+                } catch (RuntimeException e) {
+                    errors.accept(new WorkerWarning("worker " + worker.id() + ": cannot leave the housekeeping cpus: "
                             + e.getMessage()));
                 }
             }
