@@ -726,8 +726,17 @@ final class PackedVirtQueue {
         // (PackedVirtQueueBenchmark.rx, 5 alternated rounds), an inlining decision in this large method
         final long host = mem.hostAddress(region, addr);
         final MemorySegment all = mem.dataSegment(region);
-        all.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, host, headerWord);
-        all.set(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED, host + 8, (csumOffset & 0xFFFF) | 1 << 16);   // num_buffers = 1
+        // The header is stored only where it differs from what the buffer already holds (DPDK's
+        // ASSIGN_UNLESS_EQUAL): a recycled buffer usually holds the very header we wrote last time, and the
+        // driver has read it since, so its line is shared with the driver's core; a store would take it back
+        // (one line transfer per frame), a load of a shared line does not
+        final int tail = (csumOffset & 0xFFFF) | 1 << 16;   // csum_offset, num_buffers = 1
+        if (all.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, host) != headerWord) {
+            all.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, host, headerWord);
+        }
+        if (all.get(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED, host + 8) != tail) {
+            all.set(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED, host + 8, tail);
+        }
         long dst = host + VirtioNetHeader.SIZE;
         for (int i = first, end = first + count; i < end; i++) {
             final int n = lengths[i];
