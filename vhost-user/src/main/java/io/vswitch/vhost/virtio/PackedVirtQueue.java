@@ -48,7 +48,13 @@ final class PackedVirtQueue {
 
     // configuration, written by the control thread while the queue is not published
     private int size;
+    /**
+     * The descriptor ring while configured (null otherwise): {@link GuestMemory#EVERYTHING} with the ring at host
+     * address {@code ringBase}, or with {@code -Dvswitch.checkedGuestMemory=true} the ring's own checked slice
+     * ({@code ringBase} 0). The ring's range was validated at set-up ({@code sliceUser}), like the split rings'.
+     */
     private MemorySegment ring;
+    private long ringBase;
     /** Where descriptors are translated: replaced while published when regions come and go (VirtQueue.replaceMemory). */
     private volatile GuestMemory memory;
     private boolean eventIdx;
@@ -128,7 +134,8 @@ final class PackedVirtQueue {
         }
         this.memory = memory;
         this.size = size;
-        this.ring = d;
+        this.ring = GuestMemory.CHECKED ? d : GuestMemory.EVERYTHING;
+        this.ringBase = GuestMemory.CHECKED ? 0 : d.address();
         this.driverEvent.wrap(drv, 0);
         this.deviceEvent.wrap(dev, 0);
         this.eventIdx = eventIdx;
@@ -207,7 +214,7 @@ final class PackedVirtQueue {
             return false;
         }
         try {
-            return PackedDescriptor.isAvailable(PackedDescriptor.flagsAcquire(ring, (long) availPos * PackedDescriptor.SIZE), availWrap);
+            return PackedDescriptor.isAvailable(PackedDescriptor.flagsAcquire(ring, ringBase + (long) availPos * PackedDescriptor.SIZE), availWrap);
         } catch (RuntimeException e) {
             return owner.fail(QueueFault.MEMORY_GONE, e.getMessage());
         }
@@ -303,7 +310,7 @@ final class PackedVirtQueue {
                 }
                 // the head's flags were read with acquire semantics, and the driver makes the head available
                 // last: the chain's other descriptors are visible, one 8-byte load each for len, id and flags
-                final long at = (long) cursorPos * PackedDescriptor.SIZE;
+                final long at = ringBase + (long) cursorPos * PackedDescriptor.SIZE;
                 final long word = PackedDescriptor.lenIdFlags(ring, at);
                 flags = (int) (word >>> 48);
                 if (ringDescs > 0 && !PackedDescriptor.isAvailable(flags, cursorWrap)) {
@@ -378,7 +385,7 @@ final class PackedVirtQueue {
             final int capacity = batch.capacity();
             int slots = 0;
             while (batch.count() + batch.dropped < capacity) {
-                int flags = PackedDescriptor.flagsAcquire(ring, (long) pos * PackedDescriptor.SIZE);
+                int flags = PackedDescriptor.flagsAcquire(ring, ringBase + (long) pos * PackedDescriptor.SIZE);
                 if (!PackedDescriptor.isAvailable(flags, wrap)) {
                     break;
                 }
@@ -427,7 +434,7 @@ final class PackedVirtQueue {
      * not, and then nothing was recorded: the general walk reads it again and judges it.
      */
     private boolean readOneDescriptor(int pos, PacketBatch batch) {
-        final long at = (long) pos * PackedDescriptor.SIZE;
+        final long at = ringBase + (long) pos * PackedDescriptor.SIZE;
         final long word = PackedDescriptor.lenIdFlags(ring, at);
         final long length = word & 0xFFFF_FFFFL;
         final int id = (int) (word >>> 32) & 0xFFFF;
@@ -521,7 +528,7 @@ final class PackedVirtQueue {
                     pos -= size;
                     wrap ^= 1;
                 }
-                PackedDescriptor.publishUsed(r, (long) firstPos * PackedDescriptor.SIZE,
+                PackedDescriptor.publishUsed(r, ringBase + (long) firstPos * PackedDescriptor.SIZE,
                         PackedDescriptor.usedWord(chainId[n - 1], 0, PackedDescriptor.usedFlags(firstWrap)));
                 if (log != null) {
                     logRing(log, firstPos, 1);
@@ -529,7 +536,7 @@ final class PackedVirtQueue {
             } else {
                 for (int i = 0; i < n; i++) {
                     if (i > 0) {
-                        PackedDescriptor.publishUsed(r, (long) pos * PackedDescriptor.SIZE,
+                        PackedDescriptor.publishUsed(r, ringBase + (long) pos * PackedDescriptor.SIZE,
                                 PackedDescriptor.usedWord(chainId[i], 0, PackedDescriptor.usedFlags(wrap)));
                     }
                     if (log != null) {
@@ -542,7 +549,7 @@ final class PackedVirtQueue {
                     }
                 }
                 // the first one last: the driver sees the whole burst at once
-                PackedDescriptor.publishUsed(r, (long) firstPos * PackedDescriptor.SIZE,
+                PackedDescriptor.publishUsed(r, ringBase + (long) firstPos * PackedDescriptor.SIZE,
                         PackedDescriptor.usedWord(chainId[0], 0, PackedDescriptor.usedFlags(firstWrap)));
             }
             usedPos = pos;
@@ -584,7 +591,7 @@ final class PackedVirtQueue {
             int buffers = 0;
             final DirtyLog log = owner.dirtyLog();
             while (remaining > 0) {
-                int flags = PackedDescriptor.flagsAcquire(ring, (long) availPos * PackedDescriptor.SIZE);
+                int flags = PackedDescriptor.flagsAcquire(ring, ringBase + (long) availPos * PackedDescriptor.SIZE);
                 if (!PackedDescriptor.isAvailable(flags, availWrap)) {
                     owner.rxNoRoom++;
                     owner.refusal = VirtQueue.REFUSED_NO_ROOM;
@@ -701,7 +708,7 @@ final class PackedVirtQueue {
      */
     private boolean writeOneDescriptor(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count,
                                        int frameLength, long headerWord, int csumOffset, DirtyLog log) {
-        final long at = (long) availPos * PackedDescriptor.SIZE;
+        final long at = ringBase + (long) availPos * PackedDescriptor.SIZE;
         final long word = PackedDescriptor.lenIdFlags(ring, at);
         final long length = word & 0xFFFF_FFFFL;
         final int id = (int) (word >>> 32) & 0xFFFF;
@@ -719,8 +726,17 @@ final class PackedVirtQueue {
         // (PackedVirtQueueBenchmark.rx, 5 alternated rounds), an inlining decision in this large method
         final long host = mem.hostAddress(region, addr);
         final MemorySegment all = mem.dataSegment(region);
-        all.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, host, headerWord);
-        all.set(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED, host + 8, (csumOffset & 0xFFFF) | 1 << 16);   // num_buffers = 1
+        // The header is stored only where it differs from what the buffer already holds (DPDK's
+        // ASSIGN_UNLESS_EQUAL): a recycled buffer usually holds the very header we wrote last time, and the
+        // driver has read it since, so its line is shared with the driver's core; a store would take it back
+        // (one line transfer per frame), a load of a shared line does not
+        final int tail = (csumOffset & 0xFFFF) | 1 << 16;   // csum_offset, num_buffers = 1
+        if (all.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, host) != headerWord) {
+            all.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, host, headerWord);
+        }
+        if (all.get(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED, host + 8) != tail) {
+            all.set(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED, host + 8, tail);
+        }
         long dst = host + VirtioNetHeader.SIZE;
         for (int i = first, end = first + count; i < end; i++) {
             final int n = lengths[i];
@@ -771,7 +787,7 @@ final class PackedVirtQueue {
                     pos -= size;
                     wrap ^= 1;
                 }
-                PackedDescriptor.publishUsed(r, (long) pos * PackedDescriptor.SIZE,
+                PackedDescriptor.publishUsed(r, ringBase + (long) pos * PackedDescriptor.SIZE,
                         PackedDescriptor.usedWord(stagedId[i], stagedLen[i], PackedDescriptor.usedFlags(wrap)));
                 if (log != null) {
                     logRing(log, pos, 1);
@@ -783,7 +799,7 @@ final class PackedVirtQueue {
                 wrap ^= 1;
             }
             // the first one last: the driver sees the whole burst at once
-            PackedDescriptor.publishUsed(r, (long) firstPos * PackedDescriptor.SIZE,
+            PackedDescriptor.publishUsed(r, ringBase + (long) firstPos * PackedDescriptor.SIZE,
                     PackedDescriptor.usedWord(stagedId[0], stagedLen[0], PackedDescriptor.usedFlags(firstWrap)));
             if (log != null) {
                 logRing(log, firstPos, 1);
