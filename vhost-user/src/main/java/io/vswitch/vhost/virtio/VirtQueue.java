@@ -753,8 +753,16 @@ public final class VirtQueue {
         }
         final long host = mem.hostAddress(region, bufferAddr);
         final MemorySegment all = mem.dataSegment(region);
-        all.set(U64, host, headerWord);
-        all.set(U32, host + 8, (csumOffset & 0xFFFF) | 1 << 16);   // csum_offset, num_buffers = 1
+        // stored only where it differs from what the buffer holds (DPDK's ASSIGN_UNLESS_EQUAL): a recycled
+        // buffer usually holds the header we wrote last time, read by the driver since; a store would take
+        // that shared line back from the driver's core, a load does not (see PackedVirtQueue's fast path)
+        final int tail = (csumOffset & 0xFFFF) | 1 << 16;   // csum_offset, num_buffers = 1
+        if (all.get(U64, host) != headerWord) {
+            all.set(U64, host, headerWord);
+        }
+        if (all.get(U32, host + 8) != tail) {
+            all.set(U32, host + 8, tail);
+        }
         long dst = host + VirtioNetHeader.SIZE;
         for (int i = first, end = first + count; i < end; i++) {
             final int n = lengths[i];
