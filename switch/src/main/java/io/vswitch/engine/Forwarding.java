@@ -21,6 +21,9 @@ final class Forwarding {
     private final int workerId;
     private final boolean learning;
     private final MacTable macTable;
+    /** This worker's cache of the table (learning mode only). */
+    private final LearnCache learnCache;
+    private final long agingMillis;
     private final Handoff handoff;
     /** Every port by index (the switch's table; indices are never reused); replaced by a worker command. */
     SwitchPort[] allPorts;
@@ -57,6 +60,8 @@ final class Forwarding {
         this.workerId = workerId;
         this.learning = learning;
         this.macTable = macTable;
+        this.learnCache = learning ? new LearnCache() : null;
+        this.agingMillis = learning ? macTable.agingMillis() : 0;
         this.allPorts = allPorts;
         this.spreadPorts = spreadOf(allPorts);
         this.multiQueue = anyMultiQueue(allPorts);
@@ -87,6 +92,14 @@ final class Forwarding {
         long bytes = 0;
         final int maxFrame = src.maxFrame;
         final long now = learning ? macTable.now() : 0;
+        if (learning) {
+            learnCache.sync(macTable.generation());
+        }
+        // within one burst (one source port, one clock reading): the source last learned or confirmed, and the
+        // destination last resolved (a miss too: the burst's frames to an unknown MAC flood without asking again)
+        long burstSource = -1;
+        long burstDestination = -1;
+        int burstOut = MacTable.MISS;
         int invalid = 0;
         for (int i = 0; i < n; i++) {
             int length = b.frameLength(i);
@@ -141,29 +154,45 @@ final class Forwarding {
                 continue;
             }
             long vlanKey = (long) vlan << 48;
-            long dstMac = b.mac(i, 0);
-            long srcMac = b.mac(i, 6);
-            // the table refreshes an entry at most once a second anyway: skip it for the same source within that
-            if ((srcMac & 0x0100_0000_0000L) == 0 && ((srcMac | vlanKey) != src.lastSourceMac || now - src.lastSourceLearnedAt > 500)) {
-                int learned = macTable.learn(srcMac | vlanKey, src.index, now);
-                if (learned == MacTable.LEARNED_NEW) {
-                    src.counters.macsLearned.increment();
-                } else if (learned == MacTable.LEARNED_MOVE) {
-                    src.counters.macMoves.increment();
+            // both addresses with two loads: bytes 0..7 (destination, source's first two) and 8..11
+            long head = b.u64(i, 0);
+            long dstMac = head >>> 16;
+            long srcMac = ((head & 0xFFFF) << 32) | b.u32(i, 8);
+            long srcKey = srcMac | vlanKey;
+            if ((srcMac & 0x0100_0000_0000L) == 0 && srcKey != burstSource) {
+                burstSource = srcKey;
+                if (!learnCache.sourceFresh(srcKey, src.index, now)) {
+                    int learned = macTable.learn(srcKey, src.index, now);
+                    if (learned == MacTable.LEARNED_NEW) {
+                        src.counters.macsLearned.increment();
+                        burstDestination = -1;   // it may be the destination this burst resolved as unknown
+                    } else if (learned == MacTable.LEARNED_MOVE) {
+                        src.counters.macMoves.increment();
+                        learnCache.clear();   // our own move: what we remember of other ports may be stale too
+                        burstDestination = -1;
+                    }
+                    if (learned != MacTable.LEARNED_LIMITED) {
+                        learnCache.sourceLearned(srcKey, src.index, now);
+                    }   // else: not learned, asked again at the next burst
                 }
-                src.lastSourceMac = learned == MacTable.LEARNED_LIMITED ? -1 : srcMac | vlanKey;
-                src.lastSourceLearnedAt = now;
             }
             int out;
+            long dstKey = dstMac | vlanKey;
             if ((dstMac & 0x0100_0000_0000L) != 0) {
                 out = MacTable.MISS;
-            } else if ((dstMac | vlanKey) == src.lastDestinationMac && now == src.lastDestinationAt) {
-                out = src.lastDestinationPort;   // same destination within the same millisecond
+            } else if (dstKey == burstDestination) {
+                out = burstOut;
             } else {
-                out = macTable.lookup(dstMac | vlanKey, now);
-                src.lastDestinationMac = dstMac | vlanKey;
-                src.lastDestinationPort = out;
-                src.lastDestinationAt = now;
+                long entry = learnCache.destination(dstKey, now, agingMillis);
+                if (entry == 0) {
+                    entry = macTable.lookupEntry(dstKey, now);
+                    if (entry != 0) {
+                        learnCache.destinationFound(dstKey, entry);
+                    }
+                }
+                out = entry == 0 ? MacTable.MISS : MacTable.portOf(entry);
+                burstDestination = dstKey;
+                burstOut = out;
             }
             if (out == MacTable.MISS) {
                 flood(src, b, i, length, vlan, tagged);
