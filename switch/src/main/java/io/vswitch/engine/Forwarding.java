@@ -87,14 +87,22 @@ final class Forwarding {
         return java.util.Arrays.stream(table).anyMatch(p -> p != null && p.pairs > 1);
     }
 
+    /** Learning: the table's clock, read once per pass (a clock read costs about 25 ns here, a burst 32 frames). */
+    private long passNow;
+
+    /** At the start of each pass, before any {@link #forward}: reads the table's clock and generation once for the pass. */
+    void beginPass() {
+        if (learning) {
+            passNow = macTable.now();
+            learnCache.sync(macTable.generation());
+        }
+    }
+
     /** Forwards the {@code n} frames of {@code b} that {@code src} sent, and counts them on {@code src}. */
     void forward(SwitchPort src, PacketBatch b, int n) {
         long bytes = 0;
         final int maxFrame = src.maxFrame;
-        final long now = learning ? macTable.now() : 0;
-        if (learning) {
-            learnCache.sync(macTable.generation());
-        }
+        final long now = passNow;
         // within one burst (one source port, one clock reading): the source last learned or confirmed, and the
         // destination last resolved (a miss too: the burst's frames to an unknown MAC flood without asking again)
         long burstSource = -1;
