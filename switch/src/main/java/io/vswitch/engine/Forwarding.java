@@ -103,11 +103,12 @@ final class Forwarding {
         long bytes = 0;
         final int maxFrame = src.maxFrame;
         final long now = passNow;
-        // within one burst (one source port, one clock reading): the source last learned or confirmed, and the
-        // destination last resolved (a miss too: the burst's frames to an unknown MAC flood without asking again)
-        long burstSource = -1;
-        long burstDestination = -1;
-        int burstOut = MacTable.MISS;
+        burstSource = -1;
+        burstDestination = -1;
+        long burstHead = 0;
+        long burstTail = -1;   // never a 32-bit value: the first frame is resolved
+        int burstVlan = 0;
+        int burstFrameOut = MacTable.MISS;
         int invalid = 0;
         for (int i = 0; i < n; i++) {
             int length = b.frameLength(i);
@@ -161,46 +162,18 @@ final class Forwarding {
                 deliver(src, src.peer, b, i, length, vlan, tagged);
                 continue;
             }
-            long vlanKey = (long) vlan << 48;
-            // both addresses with two loads: bytes 0..7 (destination, source's first two) and 8..11
+            // bytes 0..7 (destination, the source's first two) and 8..11 (the rest of the source)
             long head = b.u64(i, 0);
-            long dstMac = head >>> 16;
-            long srcMac = ((head & 0xFFFF) << 32) | b.u32(i, 8);
-            long srcKey = srcMac | vlanKey;
-            if ((srcMac & 0x0100_0000_0000L) == 0 && srcKey != burstSource) {
-                burstSource = srcKey;
-                if (!learnCache.sourceFresh(srcKey, src.index, now)) {
-                    int learned = macTable.learn(srcKey, src.index, now);
-                    if (learned == MacTable.LEARNED_NEW) {
-                        src.counters.macsLearned.increment();
-                        burstDestination = -1;   // it may be the destination this burst resolved as unknown
-                    } else if (learned == MacTable.LEARNED_MOVE) {
-                        src.counters.macMoves.increment();
-                        learnCache.clear();   // our own move: what we remember of other ports may be stale too
-                        burstDestination = -1;
-                    }
-                    if (learned != MacTable.LEARNED_LIMITED) {
-                        learnCache.sourceLearned(srcKey, src.index, now);
-                    }   // else: not learned, asked again at the next burst
-                }
-            }
+            long tail = b.u32(i, 8);
             int out;
-            long dstKey = dstMac | vlanKey;
-            if ((dstMac & 0x0100_0000_0000L) != 0) {
-                out = MacTable.MISS;
-            } else if (dstKey == burstDestination) {
-                out = burstOut;
+            if (head == burstHead && tail == burstTail && vlan == burstVlan) {
+                out = burstFrameOut;   // the addresses of the frame before: its decision (learning included) holds
             } else {
-                long entry = learnCache.destination(dstKey, now, agingMillis);
-                if (entry == 0) {
-                    entry = macTable.lookupEntry(dstKey, now);
-                    if (entry != 0) {
-                        learnCache.destinationFound(dstKey, entry);
-                    }
-                }
-                out = entry == 0 ? MacTable.MISS : MacTable.portOf(entry);
-                burstDestination = dstKey;
-                burstOut = out;
+                out = resolve(src, head >>> 16, ((head & 0xFFFF) << 32) | tail, (long) vlan << 48, now);
+                burstHead = head;
+                burstTail = tail;
+                burstVlan = vlan;
+                burstFrameOut = out;
             }
             if (out == MacTable.MISS) {
                 flood(src, b, i, length, vlan, tagged);
@@ -214,6 +187,54 @@ final class Forwarding {
         src.add(src.counters.rxBytes, bytes);
         forwardedFrames = n - invalid;
         forwardedBytes = bytes;
+    }
+
+    // within one burst (one source port, one clock reading): the source last learned or confirmed, and the
+    // destination last resolved (a miss too: the burst's frames to an unknown MAC flood without asking again)
+    private long burstSource;
+    private long burstDestination;
+    private int burstOut;
+
+    /**
+     * Learning: records that {@code srcMac} was seen on {@code src} (unless cached as seen lately) and returns the
+     * port {@code dstMac} was learned on, or {@link MacTable#MISS}; {@code vlanKey} is the VLAN in bits 48..59.
+     */
+    private int resolve(SwitchPort src, long dstMac, long srcMac, long vlanKey, long now) {
+        long srcKey = srcMac | vlanKey;
+        if ((srcMac & 0x0100_0000_0000L) == 0 && srcKey != burstSource) {
+            burstSource = srcKey;
+            if (!learnCache.sourceFresh(srcKey, src.index, now)) {
+                int learned = macTable.learn(srcKey, src.index, now);
+                if (learned == MacTable.LEARNED_NEW) {
+                    src.counters.macsLearned.increment();
+                    burstDestination = -1;   // it may be the destination this burst resolved as unknown
+                } else if (learned == MacTable.LEARNED_MOVE) {
+                    src.counters.macMoves.increment();
+                    learnCache.clear();   // our own move: what we remember of other ports may be stale too
+                    burstDestination = -1;
+                }
+                if (learned != MacTable.LEARNED_LIMITED) {
+                    learnCache.sourceLearned(srcKey, src.index, now);
+                }   // else: not learned, asked again at the next burst
+            }
+        }
+        long dstKey = dstMac | vlanKey;
+        if ((dstMac & 0x0100_0000_0000L) != 0) {
+            return MacTable.MISS;
+        }
+        if (dstKey == burstDestination) {
+            return burstOut;
+        }
+        long entry = learnCache.destination(dstKey, now, agingMillis);
+        if (entry == 0) {
+            entry = macTable.lookupEntry(dstKey, now);
+            if (entry != 0) {
+                learnCache.destinationFound(dstKey, entry);
+            }
+        }
+        burstDestination = dstKey;
+        burstOut = entry == 0 ? MacTable.MISS : MacTable.portOf(entry);
+        return burstOut;
     }
 
     /** The flow hash of frame {@code frame} of {@code b}, the one being forwarded (computed once, when first needed). */
