@@ -34,6 +34,20 @@ public final class MacTable {
     private final int[] portLimit;
     private final AtomicIntegerArray portCount;
     private final long epochNanos = System.nanoTime();
+    /**
+     * Bumped after every change that makes a live entry name another port or none (a move, a flush): what the
+     * workers' {@link LearnCache}s check once per burst. A new entry or a refresh leaves it alone.
+     */
+    private volatile long generation;
+    private static final VarHandle GENERATION;
+
+    static {
+        try {
+            GENERATION = MethodHandles.lookup().findVarHandle(MacTable.class, "generation", long.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
 
     /** Outcome of {@link #learn}, for counters. */
     static final int LEARNED_NONE = 0;
@@ -61,8 +75,49 @@ public final class MacTable {
         return (int) (h ^ (h >>> 29));
     }
 
-    private boolean live(long value, long now) {
+    boolean live(long value, long now) {
         return (value >>> 48) != 0 && now - (value & TIME_MASK) < agingMillis;
+    }
+
+    /** The port of an entry's value (as {@link #lookupEntry} returns it), or -1 for none. */
+    static int portOf(long value) {
+        return (int) (value >>> 48) - 1;
+    }
+
+    /** How long an entry lives after it was last seen, in ms. */
+    long agingMillis() {
+        return agingMillis;
+    }
+
+    /** See {@link #generation}: read once per burst by each worker. */
+    long generation() {
+        return generation;
+    }
+
+    private void changed() {
+        GENERATION.getAndAdd(this, 1L);
+    }
+
+    /**
+     * The live entry for {@code mac}: its value ({@code port + 1} in the top 16 bits, last seen in the low 48), or
+     * 0 when there is none. For a cache: the entry stays live at least until {@code now} passes its last seen plus
+     * the ageing time, unless the {@link #generation} changes.
+     */
+    long lookupEntry(long mac, long now) {
+        final long key = mac + 1;
+        final long[] k = keys;
+        int i = hash(mac) & mask;
+        for (int probe = 0; probe < MAX_PROBES; probe++, i = (i + 1) & mask) {
+            long slot = (long) SLOTS.getAcquire(k, i);
+            if (slot == key) {
+                long value = (long) SLOTS.getAcquire(values, i);
+                return live(value, now) ? value : 0;
+            }
+            if (slot == 0) {
+                return 0;
+            }
+        }
+        return 0;
     }
 
     /** The port that {@code mac} was last seen on, or {@link #MISS}. */
@@ -120,6 +175,7 @@ public final class MacTable {
                 }
                 if (oldPort >= 0 && live(old, now)) {
                     portCount.decrementAndGet(oldPort);
+                    changed();
                     return LEARNED_MOVE;
                 }
                 if (oldPort >= 0) {
@@ -171,6 +227,7 @@ public final class MacTable {
 
     /** Forgets every MAC learned on {@code port} (its link went down). */
     public void flush(int port) {
+        boolean flushed = false;
         for (int i = 0; i < keys.length; i++) {
             long value = (long) SLOTS.getAcquire(values, i);
             // a CAS, not a store: another worker may move the entry to its port meanwhile (and count it
@@ -180,10 +237,14 @@ public final class MacTable {
             while ((int) (value >>> 48) - 1 == port) {
                 if (SLOTS.compareAndSet(values, i, value, FLUSHED)) {
                     portCount.decrementAndGet(port);
+                    flushed = true;
                     break;
                 }
                 value = (long) SLOTS.getAcquire(values, i);
             }
+        }
+        if (flushed) {
+            changed();
         }
     }
 

@@ -63,13 +63,6 @@ public final class SwitchPort {
     final long[] pendingQueueTxPackets;
     final long[] pendingQueueTxBytes;
 
-    // learning shortcuts, owned by the port's worker: a burst usually holds one guest's frames to one peer
-    long lastSourceMac = -1;
-    long lastSourceLearnedAt;
-    long lastDestinationMac = -1;
-    int lastDestinationPort;
-    long lastDestinationAt = -1;
-
     // per-frame counts, owned by the port's worker and published to the counters once per pass
     long pendingTxPackets;
     long pendingTxBytes;

@@ -362,6 +362,7 @@ public final class Worker implements Agent, KickSources {
     }
 
     private int pass() {
+        forwarding.beginPass();
         int work = announcements > 0 ? sendAnnouncements() : 0;
         final SwitchPort[] local = forwarding.ports;
         final PacketBatch b = batch;

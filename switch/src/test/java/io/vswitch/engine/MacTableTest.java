@@ -26,6 +26,27 @@ class MacTableTest {
     }
 
     @Test
+    void generationMovesOnMovesAndFlushesOnly() {
+        MacTable table = new MacTable(1024, 300_000, new int[] {100, 100, 100});
+        long g0 = table.generation();
+        table.learn(MAC_A, 1, 0);
+        table.learn(MAC_A, 1, 2_000);   // a refresh
+        table.learn(MAC_B, 1, 2_000);
+        assertEquals(g0, table.generation(), "new entries and refreshes leave cached answers valid");
+        table.learn(MAC_A, 2, 2_000);
+        long g1 = table.generation();
+        assertTrue(g1 != g0, "a move invalidates what workers cached");
+        table.flush(0);
+        assertEquals(g1, table.generation(), "flushing a port without entries changes nothing");
+        table.flush(1);
+        assertTrue(table.generation() != g1, "a flush invalidates what workers cached");
+        assertEquals(0, table.lookupEntry(MAC_B, 2_000));
+        long entry = table.lookupEntry(MAC_A, 2_000);
+        assertEquals(2, MacTable.portOf(entry));
+        assertEquals(0, table.lookupEntry(MAC_A, 302_000), "aged");
+    }
+
+    @Test
     void entriesAgeOut() {
         MacTable table = new MacTable(1024, 1_000, new int[] {10, 10});
         table.learn(MAC_A, 0, 0);

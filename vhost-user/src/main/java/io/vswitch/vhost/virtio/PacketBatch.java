@@ -19,6 +19,9 @@ public final class PacketBatch {
     public static final int MAX_PIECES_PER_FRAME = 64;
     private static final ValueLayout.OfShort U16_BE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN);
     private static final ValueLayout.OfInt U32_BE = ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN);
+    private static final ValueLayout.OfLong U64_BE = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN);
+    /** Longs of {@link #vnetWords} per frame: the 12-byte header in 16 bytes, so that its bytes 0..7 are one long. */
+    private static final int WORDS_PER_HEADER = 2;
 
     private final int capacity;
     private int count;
@@ -35,8 +38,13 @@ public final class PacketBatch {
     int dropped;
     /**
      * The virtio-net header each frame came with, {@link VirtioNetHeader#SIZE} bytes per frame as the guest
-     * wrote them (all zero for frames that were not in a guest ring): what the offload checks read.
+     * wrote them (all zero for frames that were not in a guest ring): what the offload checks read. Stored as
+     * {@link #WORDS_PER_HEADER} longs per frame (bytes 0..7, then bytes 8..11 in the low half of the second, in
+     * the native order of the little-endian hosts this runs on, as the rings' own header stores assume), so the
+     * fast paths store and the forwarding reads them as plain array elements; {@link #vnet} is the same memory
+     * as bytes, for a header that arrives in pieces.
      */
+    private final long[] vnetWords;
     private final MemorySegment vnet;
 
     public PacketBatch(int capacity) {
@@ -53,7 +61,8 @@ public final class PacketBatch {
         pieceOffset = new long[maxPieces];
         pieceLength = new int[maxPieces];
         droppedHead = new int[capacity];
-        vnet = MemorySegment.ofArray(new byte[capacity * VirtioNetHeader.SIZE]);
+        vnetWords = new long[capacity * WORDS_PER_HEADER];
+        vnet = MemorySegment.ofArray(vnetWords);
     }
 
     public int capacity() {
@@ -108,7 +117,7 @@ public final class PacketBatch {
 
     /** Records {@code length} bytes of the virtio-net header of frame {@code frame}, from byte {@code at} of it on. */
     void captureHeader(int frame, int at, MemorySegment src, long srcOffset, int length) {
-        MemorySegment.copy(src, srcOffset, vnet, (long) frame * VirtioNetHeader.SIZE + at, length);
+        MemorySegment.copy(src, srcOffset, vnet, (long) frame * WORDS_PER_HEADER * Long.BYTES + at, length);
     }
 
     /**
@@ -118,20 +127,21 @@ public final class PacketBatch {
      */
     void addGuestFrame(int id, MemorySegment memory, long host, long length) {
         final int frame = count;
-        final long at = (long) frame * VirtioNetHeader.SIZE;
-        vnet.set(ValueLayout.JAVA_LONG_UNALIGNED, at, memory.get(ValueLayout.JAVA_LONG_UNALIGNED, host));
-        vnet.set(ValueLayout.JAVA_SHORT_UNALIGNED, at + VirtioNetHeader.CSUM_OFFSET,
-                memory.get(ValueLayout.JAVA_SHORT_UNALIGNED, host + VirtioNetHeader.CSUM_OFFSET));
+        final int at = frame * WORDS_PER_HEADER;
+        vnetWords[at] = memory.get(ValueLayout.JAVA_LONG_UNALIGNED, host);
+        vnetWords[at + 1] = memory.get(ValueLayout.JAVA_SHORT_UNALIGNED, host + VirtioNetHeader.CSUM_OFFSET) & 0xFFFFL;
         final int p = pieces++;
-        pieceSegment[p] = memory;
+        if (pieceSegment[p] != memory) {   // burst after burst the same guest's segment: skip the reference store (GC barrier)
+            pieceSegment[p] = memory;
+        }
         pieceOffset[p] = host + VirtioNetHeader.SIZE;
         pieceLength[p] = (int) (length - VirtioNetHeader.SIZE);
         commitFrame(id, (int) (length - VirtioNetHeader.SIZE), p, 1);
     }
 
     private void clearHeader(int frame) {
-        vnet.set(ValueLayout.JAVA_LONG_UNALIGNED, (long) frame * VirtioNetHeader.SIZE, 0L);
-        vnet.set(ValueLayout.JAVA_INT_UNALIGNED, (long) frame * VirtioNetHeader.SIZE + 8, 0);
+        vnetWords[frame * WORDS_PER_HEADER] = 0L;
+        vnetWords[frame * WORDS_PER_HEADER + 1] = 0L;
     }
 
     /**
@@ -139,12 +149,12 @@ public final class PacketBatch {
      * csum_start (see {@link VirtioNetHeader}); 0 for a frame without offloads.
      */
     public long headerWord(int frame) {
-        return vnet.get(ValueLayout.JAVA_LONG_UNALIGNED, (long) frame * VirtioNetHeader.SIZE);
+        return vnetWords[frame * WORDS_PER_HEADER];
     }
 
     /** The frame's csum_offset (header bytes 8..9). */
     public int csumOffset(int frame) {
-        return Short.toUnsignedInt(vnet.get(ValueLayout.JAVA_SHORT_UNALIGNED, (long) frame * VirtioNetHeader.SIZE + VirtioNetHeader.CSUM_OFFSET));
+        return (int) vnetWords[frame * WORDS_PER_HEADER + 1] & 0xFFFF;
     }
 
     void commitFrame(int headId, int length, int first, int numPieces) {
@@ -196,6 +206,36 @@ public final class PacketBatch {
             mac = (mac << 8) | frameByte(frame, offset + i);
         }
         return mac;
+    }
+
+    /**
+     * Eight bytes at {@code offset} as a big-endian long (bytes 0..7: the destination MAC in the high 48 bits and
+     * the source MAC's first two bytes): one load where {@link #mac} takes two per address. The frame must be at
+     * least offset + 8 bytes long.
+     */
+    public long u64(int frame, int offset) {
+        int p = firstPiece[frame];
+        if (pieceLength[p] >= offset + 8) {
+            return pieceSegment[p].get(U64_BE, pieceOffset[p] + offset);
+        }
+        long value = 0;
+        for (int i = 0; i < 8; i++) {
+            value = (value << 8) | frameByte(frame, offset + i);
+        }
+        return value;
+    }
+
+    /** The big-endian 32-bit value at {@code offset} of the frame, unsigned; the frame must be at least offset + 4 bytes long. */
+    public long u32(int frame, int offset) {
+        int p = firstPiece[frame];
+        if (pieceLength[p] >= offset + 4) {
+            return Integer.toUnsignedLong(pieceSegment[p].get(U32_BE, pieceOffset[p] + offset));
+        }
+        long value = 0;
+        for (int i = 0; i < 4; i++) {
+            value = (value << 8) | frameByte(frame, offset + i);
+        }
+        return value;
     }
 
     /** The big-endian 16-bit value at {@code offset} of the frame (an EtherType, a VLAN tag's TCI). */
