@@ -122,20 +122,8 @@ public final class MacTable {
 
     /** The port that {@code mac} was last seen on, or {@link #MISS}. */
     public int lookup(long mac, long now) {
-        final long key = mac + 1;
-        final long[] k = keys;
-        int i = hash(mac) & mask;
-        for (int probe = 0; probe < MAX_PROBES; probe++, i = (i + 1) & mask) {
-            long slot = (long) SLOTS.getAcquire(k, i);
-            if (slot == key) {
-                long value = (long) SLOTS.getAcquire(values, i);
-                return live(value, now) ? (int) (value >>> 48) - 1 : MISS;
-            }
-            if (slot == 0) {
-                return MISS;
-            }
-        }
-        return MISS;
+        long value = lookupEntry(mac, now);   // never 0 when live: the port + 1 is in its top bits
+        return value == 0 ? MISS : (int) (value >>> 48) - 1;
     }
 
     /** Records that {@code mac} was seen on {@code port}. */
