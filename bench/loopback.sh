@@ -54,7 +54,6 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LOCK=/tmp/vswitch-build.lock
 DURATION=20
 WARMUP=5
 REPS=3
@@ -89,14 +88,9 @@ done
 command -v dpdk-testpmd >/dev/null || { echo "loopback: dpdk-testpmd not on PATH (apt-get install dpdk)" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "loopback: python3 is needed to parse testpmd's counters" >&2; exit 2; }
 
-if [[ "${VSWITCH_LOCK_HELD:-}" != 1 ]]; then
-    exec 9>>"$LOCK"
-    if ! flock -n 9; then
-        echo "loopback: waiting for $LOCK (a build or another benchmark is running)..." >&2
-        flock 9
-    fi
-    export VSWITCH_LOCK_HELD=1
-fi
+# shellcheck source=scripts/lock.sh
+source "$ROOT/bench/scripts/lock.sh"
+bench_lock loopback
 
 if [[ -z "${JAVA_HOME:-}" || ! -x "$JAVA_HOME/bin/java" ]]; then
     JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64

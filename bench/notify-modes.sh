@@ -11,17 +11,11 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LOCK=/tmp/vswitch-build.lock
 ORIG_ARGS=("$@")
 
-if [[ "${VSWITCH_LOCK_HELD:-}" != 1 ]]; then
-    exec 9>>"$LOCK"
-    if ! flock -n 9; then
-        echo "notify-modes: waiting for $LOCK (a build or another benchmark is running)..." >&2
-        flock 9
-    fi
-    export VSWITCH_LOCK_HELD=1
-fi
+# shellcheck source=scripts/lock.sh
+source "$ROOT/bench/scripts/lock.sh"
+bench_lock notify-modes
 
 BUILD=1
 ARGS=()

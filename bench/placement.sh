@@ -25,10 +25,9 @@ done
 command -v dpdk-testpmd >/dev/null || { echo "placement: dpdk-testpmd not on PATH (./vswitch setup)" >&2; exit 2; }
 command -v cc >/dev/null || { echo "placement: a C compiler is needed for the probe" >&2; exit 2; }
 
-if [[ "${VSWITCH_LOCK_HELD:-}" != 1 ]]; then
-    exec 9>>/tmp/vswitch-build.lock
-    flock 9
-fi
+# shellcheck source=scripts/lock.sh
+source "$ROOT/bench/scripts/lock.sh"
+bench_lock placement
 JAVA_HOME="${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
 [[ -x "$JAVA_HOME/bin/java" ]] || JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64
 JAR="$ROOT/switch/target/vswitch.jar"

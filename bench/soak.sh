@@ -26,7 +26,6 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LOCK=/tmp/vswitch-build.lock
 MINUTES=3
 BUILD=1
 OUT=
@@ -43,11 +42,9 @@ done
 command -v dpdk-testpmd >/dev/null || { echo "soak: dpdk-testpmd not on PATH" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "soak: python3 needed" >&2; exit 2; }
 
-if [[ "${VSWITCH_LOCK_HELD:-}" != 1 ]]; then
-    exec 9>>"$LOCK"
-    flock -n 9 || { echo "soak: waiting for $LOCK..." >&2; flock 9; }
-    export VSWITCH_LOCK_HELD=1
-fi
+# shellcheck source=scripts/lock.sh
+source "$ROOT/bench/scripts/lock.sh"
+bench_lock soak
 if [[ -z "${JAVA_HOME:-}" || ! -x "$JAVA_HOME/bin/jcmd" ]]; then
     JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64
 fi

@@ -18,15 +18,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LOCK=/tmp/vswitch-build.lock
-if [[ "${VSWITCH_LOCK_HELD:-}" != 1 ]]; then
-    exec 9>>"$LOCK"
-    if ! flock -n 9; then
-        echo "worker-scaling: waiting for $LOCK (a build or another benchmark is running)..." >&2
-        flock 9
-    fi
-    export VSWITCH_LOCK_HELD=1
-fi
+# shellcheck source=scripts/lock.sh
+source "$ROOT/bench/scripts/lock.sh"
+bench_lock worker-scaling
 
 BUILD=1 ROUNDS=5 WI=3 IT=5 REFERENCE=0 OUT= PARAMS=
 while [[ $# -gt 0 ]]; do
