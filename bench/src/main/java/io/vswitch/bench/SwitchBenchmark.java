@@ -72,7 +72,7 @@ public class SwitchBenchmark {
     private QueueDriver[] txDrivers;
     private QueueDriver[] rxDrivers;
 
-    /** Frames the worker forwarded; JMH reports it per second. */
+    /** Frames the worker forwarded (per thread: JMH sums the threads'); JMH reports it per second. Also WorkerScalingBenchmark's. */
     @AuxCounters(AuxCounters.Type.OPERATIONS)
     @State(Scope.Thread)
     public static class Forwarded {

@@ -70,18 +70,6 @@ public class WorkerScalingBenchmark {
     private int[][] lanePorts;
     private final AtomicInteger nextLane = new AtomicInteger();
 
-    /** Frames the thread's worker forwarded; JMH sums the threads' and reports it per second. */
-    @AuxCounters(AuxCounters.Type.OPERATIONS)
-    @State(Scope.Thread)
-    public static class Forwarded {
-        public long frames;
-
-        @Setup(Level.Iteration)
-        public void reset() {
-            frames = 0;
-        }
-    }
-
     /** One thread's share: its worker and its guests' drivers (copied into this thread's own object). */
     @State(Scope.Thread)
     public static class Lane {
@@ -133,7 +121,7 @@ public class WorkerScalingBenchmark {
         guests.start(workers);
     }
 
-    private static int pass(Lane lane, Forwarded forwarded) {
+    private static int pass(Lane lane, SwitchBenchmark.Forwarded forwarded) {
         int work = SyntheticGuests.pass(lane.tx, lane.rx, lane.worker);
         forwarded.frames += work;
         return work;
@@ -142,14 +130,14 @@ public class WorkerScalingBenchmark {
     /** One worker serves all four ports, on one thread. */
     @Benchmark
     @Threads(1)
-    public int oneWorker(Lane lane, Forwarded forwarded) {
+    public int oneWorker(Lane lane, SwitchBenchmark.Forwarded forwarded) {
         return pass(lane, forwarded);
     }
 
     /** Two workers, one pair each, each on its own thread. */
     @Benchmark
     @Threads(2)
-    public int twoWorkers(Lane lane, Forwarded forwarded) {
+    public int twoWorkers(Lane lane, SwitchBenchmark.Forwarded forwarded) {
         return pass(lane, forwarded);
     }
 
