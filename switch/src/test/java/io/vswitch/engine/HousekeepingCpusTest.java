@@ -44,7 +44,8 @@ class HousekeepingCpusTest {
                   - [a, b]
                 """.formatted(dir.resolve("run"), dir.resolve("a.sock"), dir.resolve("b.sock")));
         try (SecondProcess.Running sw = SecondProcess.start("run", "-c", config.toString())) {
-            sw.awaitOutput("vswitch up", Duration.ofSeconds(60));
+            // printed once 'run' handles SIGTERM (before that, a SIGTERM is the JVM's default exit, 143)
+            sw.awaitOutput("vswitch: running", Duration.ofSeconds(60));
             sw.awaitOutput("housekeeping-cpus [0]", Duration.ofSeconds(5));
             Map<String, String> threads = threads(sw.pid());
             List<String> workers = threads.keySet().stream().filter(n -> n.startsWith("vswitch-worker")).toList();
