@@ -578,12 +578,36 @@ final class PackedVirtQueue {
 
     // ---------------------------------------------------------------- guest RX: enqueue
 
-    /** As {@link VirtQueue#enqueue(MemorySegment[], long[], int[], int, int, int)}, on the packed ring. */
+    /**
+     * As {@link VirtQueue#enqueue(MemorySegment[], long[], int[], int, int, int)}, on the packed ring. Small on purpose
+     * (the JIT inlines it into its caller): the usual descriptor, one device-writable buffer with room for the
+     * whole frame, is taken by {@link #writeOneDescriptor}; anything else (a chain, an indirect table, a buffer too
+     * small, no room, a fault) by {@link #enqueueChain}, which reads the descriptor again and judges it.
+     */
     boolean enqueue(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
                     MemorySegment headerStage, long headerWord, int csumOffset) {
         if (ring == null || owner.isBroken()) {
             return false;
         }
+        try {
+            final int flags = PackedDescriptor.flagsAcquire(ringSegment(), ringBase + (long) availPos * PackedDescriptor.SIZE);
+            if (PackedDescriptor.isAvailable(flags, availWrap) && (flags & (F_NEXT | F_INDIRECT | F_WRITE)) == F_WRITE
+                    && writeOneDescriptor(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset)) {
+                return true;
+            }
+        } catch (RuntimeException e) {
+            // nothing was written to the ring or to our state (writeOneDescriptor stages last)
+            if (!PacketBatch.readable(segments, offsets, lengths, first, count)) {
+                throw e;
+            }
+            return owner.fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
+        }
+        return enqueueChain(segments, offsets, lengths, first, count, frameLength, headerStage, headerWord, csumOffset);
+    }
+
+    /** The general walk of {@link #enqueue}: chains, indirect tables, frames over several buffers, and every fault. */
+    private boolean enqueueChain(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
+                                 MemorySegment headerStage, long headerWord, int csumOffset) {
         final int startPos = availPos;
         final int startWrap = availWrap;
         final int startStaged = staged;
@@ -606,10 +630,6 @@ final class PackedVirtQueue {
                     owner.rxNoRoom++;
                     owner.refusal = VirtQueue.REFUSED_NO_ROOM;
                     return rollback(startPos, startWrap, startStaged, startSlots);
-                }
-                if (buffers == 0 && (flags & (F_NEXT | F_INDIRECT | F_WRITE)) == F_WRITE && stagedSlots < size
-                        && writeOneDescriptor(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, log)) {
-                    return true;
                 }
                 beginChain(availPos, availWrap);
                 long written = 0;
@@ -717,7 +737,10 @@ final class PackedVirtQueue {
      * is anything else, and then nothing was written: the general walk takes it (faults included).
      */
     private boolean writeOneDescriptor(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count,
-                                       int frameLength, long headerWord, int csumOffset, DirtyLog log) {
+                                       int frameLength, long headerWord, int csumOffset) {
+        if (stagedSlots >= size) {
+            return false;   // the general walk says why (a driver that rewrote descriptors we hold)
+        }
         final long at = ringBase + (long) availPos * PackedDescriptor.SIZE;
         final long word = PackedDescriptor.lenIdFlags(ringSegment(), at);
         final long length = word & 0xFFFF_FFFFL;
@@ -753,19 +776,26 @@ final class PackedVirtQueue {
             MemorySegment.copy(segments[i], offsets[i], all, dst, n);
             dst += n;
         }
+        final DirtyLog log = owner.dirtyLog();
         if (log != null) {
             log.markGuest(addr, needed);
         }
+        stageOne(id, (int) needed);
+        return true;
+    }
+
+    /** Stages the used descriptor of a one-descriptor buffer just written and moves the avail position past it. */
+    private void stageOne(int id, int length) {
+        final int n = staged;
+        stagedId[n] = id;
+        stagedLen[n] = length;
+        stagedDescs[n] = 1;
+        staged = n + 1;
         stagedSlots++;
-        stagedId[staged] = id;
-        stagedLen[staged] = (int) needed;
-        stagedDescs[staged] = 1;
-        staged++;
         if (++availPos == size) {
             availPos = 0;
             availWrap ^= 1;
         }
-        return true;
     }
 
     private boolean rollback(int pos, int wrap, int stagedCount, int slots) {
