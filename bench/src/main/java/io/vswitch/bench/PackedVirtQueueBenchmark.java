@@ -66,7 +66,7 @@ public class PackedVirtQueueBenchmark {
         public void check() {
             try {
                 VirtQueueBenchmark.checkHealthy(queue);
-                if (!driver.deviceCaughtUp()) {
+                if (!driver.deviceCaughtUp(inOrder)) {
                     throw new IllegalStateException("the device did not return the last buffer");
                 }
             } finally {
