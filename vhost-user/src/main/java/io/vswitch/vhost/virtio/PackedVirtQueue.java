@@ -85,8 +85,6 @@ final class PackedVirtQueue {
     private int staged;
     /** Descriptor slots taken by the staged entries: never more than the ring holds. */
     private int stagedSlots;
-    /** What the early loads of {@link #loadAhead} read, kept so that the JIT cannot drop them. */
-    private int aheadSink;
 
     // chain cursor (beginChain / nextDescriptor)
     private int cursorPos;
@@ -592,9 +590,6 @@ final class PackedVirtQueue {
             return false;
         }
         try {
-            if (staged == 0) {
-                loadAhead();
-            }
             final int flags = PackedDescriptor.flagsAcquire(ringSegment(), ringBase + (long) availPos * PackedDescriptor.SIZE);
             if (PackedDescriptor.isAvailable(flags, availWrap) && (flags & (F_NEXT | F_INDIRECT | F_WRITE)) == F_WRITE
                     && writeOneDescriptor(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset)) {
@@ -609,32 +604,6 @@ final class PackedVirtQueue {
         }
         return enqueueChain(segments, offsets, lengths, first, count, frameLength, headerStage, headerWord, csumOffset);
     }
-
-    /**
-     * At the first frame of a burst: loads one word of each of the {@value #AHEAD_LINES} descriptor lines after the
-     * one at the avail position (DPDK's prefetch of the next descriptors). The driver wrote those lines when it made
-     * the buffers available, so each read is a miss; issued together here they overlap, where one by one, each
-     * between two frames' forwarding, they would not. Only lines this burst will read anyway (we read each
-     * descriptor before writing its used one back), and only a load: nothing is validated or used here.
-     */
-    private void loadAhead() {
-        final MemorySegment r = ringSegment();
-        final int n = size;
-        int slot = availPos;
-        int sum = 0;
-        for (int i = 0; i < AHEAD_LINES; i++) {
-            slot += DESCRIPTORS_PER_LINE;
-            while (slot >= n) {   // a ring of fewer than 4 descriptors goes round more than once
-                slot -= n;
-            }
-            sum += r.get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, ringBase + (long) slot * PackedDescriptor.SIZE + PackedDescriptor.FLAGS);
-        }
-        aheadSink = sum;
-    }
-
-    private static final int DESCRIPTORS_PER_LINE = 64 / PackedDescriptor.SIZE;
-    /** Lines after the avail position's that {@link #loadAhead} reads: with it, a burst of 32 descriptors. */
-    private static final int AHEAD_LINES = 7;
 
     /** The general walk of {@link #enqueue}: chains, indirect tables, frames over several buffers, and every fault. */
     private boolean enqueueChain(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
