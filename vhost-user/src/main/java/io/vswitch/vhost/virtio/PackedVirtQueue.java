@@ -773,7 +773,7 @@ final class PackedVirtQueue {
         long dst = host + VirtioNetHeader.SIZE;
         for (int i = first, end = first + count; i < end; i++) {
             final int n = lengths[i];
-            FrameCopy.copy(segments[i], offsets[i], all, dst, n);
+            MemorySegment.copy(segments[i], offsets[i], all, dst, n);
             dst += n;
         }
         final DirtyLog log = owner.dirtyLog();
