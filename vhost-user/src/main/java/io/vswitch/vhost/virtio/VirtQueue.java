@@ -660,7 +660,7 @@ public final class VirtQueue {
                         fail(QueueFault.WRONG_DIRECTION, "device-readable descriptor in an RX chain (head " + head + ")");
                         return rollback(startAvail, startUsed);
                     }
-                    final MemorySegment dst = chain.segment();
+                    final MemorySegment dst = fast(chain.segment());
                     long dstOffset = chain.offset();
                     long room = chain.length();
                     final long writtenBefore = written;
@@ -693,7 +693,11 @@ public final class VirtQueue {
                             numBuffersSegment = dst;
                             numBuffersOffset = dstOffset + VirtioNetHeader.NUM_BUFFERS - srcOffset;
                         }
-                        MemorySegment.copy(srcSegment, srcOffset, dst, dstOffset, chunk);
+                        if (!GuestMemory.CHECKED && srcSegment == GuestMemory.EVERYTHING) {
+                            MemorySegment.copy(GuestMemory.EVERYTHING, srcOffset, dst, dstOffset, chunk);   // guest to guest
+                        } else {
+                            MemorySegment.copy(srcSegment, srcOffset, dst, dstOffset, chunk);
+                        }
                         srcOffset += chunk;
                         srcLeft -= chunk;
                         dstOffset += chunk;
