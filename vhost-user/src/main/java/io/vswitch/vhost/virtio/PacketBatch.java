@@ -1,6 +1,7 @@
 package io.vswitch.vhost.virtio;
 
 import io.vswitch.protocol.VirtioNetHeader;
+import io.vswitch.vhost.memory.GuestMemory;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -216,7 +217,11 @@ public final class PacketBatch {
     public long u64(int frame, int offset) {
         int p = firstPiece[frame];
         if (pieceLength[p] >= offset + 8) {
-            return pieceSegment[p].get(U64_BE, pieceOffset[p] + offset);
+            final MemorySegment s = pieceSegment[p];
+            if (!GuestMemory.CHECKED && s == GuestMemory.EVERYTHING) {
+                return GuestMemory.EVERYTHING.get(U64_BE, pieceOffset[p] + offset);   // a guest's frame (as the rings store it): through the constant, whose checks the JIT folds (VirtQueue.fast)
+            }
+            return s.get(U64_BE, pieceOffset[p] + offset);
         }
         long value = 0;
         for (int i = 0; i < 8; i++) {
@@ -229,7 +234,11 @@ public final class PacketBatch {
     public long u32(int frame, int offset) {
         int p = firstPiece[frame];
         if (pieceLength[p] >= offset + 4) {
-            return Integer.toUnsignedLong(pieceSegment[p].get(U32_BE, pieceOffset[p] + offset));
+            final MemorySegment s = pieceSegment[p];
+            if (!GuestMemory.CHECKED && s == GuestMemory.EVERYTHING) {
+                return Integer.toUnsignedLong(GuestMemory.EVERYTHING.get(U32_BE, pieceOffset[p] + offset));
+            }
+            return Integer.toUnsignedLong(s.get(U32_BE, pieceOffset[p] + offset));
         }
         long value = 0;
         for (int i = 0; i < 4; i++) {
@@ -242,7 +251,11 @@ public final class PacketBatch {
     public int u16(int frame, int offset) {
         int p = firstPiece[frame];
         if (pieceLength[p] >= offset + 2) {
-            return Short.toUnsignedInt(pieceSegment[p].get(U16_BE, pieceOffset[p] + offset));
+            final MemorySegment s = pieceSegment[p];
+            if (!GuestMemory.CHECKED && s == GuestMemory.EVERYTHING) {
+                return Short.toUnsignedInt(GuestMemory.EVERYTHING.get(U16_BE, pieceOffset[p] + offset));
+            }
+            return Short.toUnsignedInt(s.get(U16_BE, pieceOffset[p] + offset));
         }
         return (frameByte(frame, offset) << 8) | frameByte(frame, offset + 1);
     }

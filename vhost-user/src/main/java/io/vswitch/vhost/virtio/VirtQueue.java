@@ -337,7 +337,7 @@ public final class VirtQueue {
             return false;
         }
         try {
-            return ((short) U16_ATOMIC.getAcquire(a, availBase + AVAIL_IDX) & 0xFFFF) != lastAvail;
+            return ((short) U16_ATOMIC.getAcquire(fast(a), availBase + AVAIL_IDX) & 0xFFFF) != lastAvail;
         } catch (RuntimeException e) {
             return fail(QueueFault.MEMORY_GONE, e.getMessage());
         }
@@ -379,8 +379,9 @@ public final class VirtQueue {
         if (a == null || fault != QueueFault.NONE) {
             return 0;
         }
+        final MemorySegment ar = fast(a);
         try {
-            int availIdx = (short) U16_ATOMIC.getAcquire(a, availBase + AVAIL_IDX) & 0xFFFF;
+            int availIdx = (short) U16_ATOMIC.getAcquire(ar, availBase + AVAIL_IDX) & 0xFFFF;
             int pending = (availIdx - lastAvail) & 0xFFFF;
             if (pending == 0) {
                 return 0;
@@ -394,7 +395,7 @@ public final class VirtQueue {
             int next = lastAvail;
             int head = 0;
             for (int i = 0; i < n; i++) {
-                head = a.get(U16, availBase + AVAIL_RING + (long) AVAIL_ELEM_SIZE * (next & m)) & 0xFFFF;
+                head = ar.get(U16, availBase + AVAIL_RING + (long) AVAIL_ELEM_SIZE * (next & m)) & 0xFFFF;
                 if (!readTxChain(head, batch)) {
                     batch.clear();
                     return 0;
@@ -473,7 +474,7 @@ public final class VirtQueue {
      * was recorded: the general walk reads it again and judges it (faults and drops included).
      */
     private boolean readOneDescriptor(int head, PacketBatch batch) {
-        final MemorySegment d = desc;
+        final MemorySegment d = fast(desc);
         final long at = descBase + (long) head * DESC_SIZE;
         final long word = d.get(U64, at + DESC_LEN);
         final long length = word & 0xFFFF_FFFFL;
@@ -496,8 +497,8 @@ public final class VirtQueue {
             packedRing.completeTx();
             return;
         }
-        final MemorySegment u = used;
-        if (u == null || fault != QueueFault.NONE) {
+        final MemorySegment u = fast(used);
+        if (used == null || fault != QueueFault.NONE) {
             return;
         }
         if (inOrder) {
@@ -607,11 +608,11 @@ public final class VirtQueue {
     /** {@link #enqueue(MemorySegment[], long[], int[], int, int, int, long, int)} on the split ring. */
     private boolean enqueueSplit(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
                                  long headerWord, int csumOffset) {
-        final MemorySegment a = avail;
-        final MemorySegment u = used;
-        if (a == null || fault != QueueFault.NONE) {
+        if (avail == null || fault != QueueFault.NONE) {
             return false;
         }
+        final MemorySegment a = fast(avail);
+        final MemorySegment u = fast(used);
         final int startAvail = lastAvail;
         final int startUsed = usedIdx;
         try {
@@ -667,7 +668,7 @@ public final class VirtQueue {
                         fail(QueueFault.WRONG_DIRECTION, "device-readable descriptor in an RX chain (head " + head + ")");
                         return rollback(startAvail, startUsed);
                     }
-                    final MemorySegment dst = chain.segment();
+                    final MemorySegment dst = fast(chain.segment());
                     long dstOffset = chain.offset();
                     long room = chain.length();
                     final long writtenBefore = written;
@@ -700,7 +701,11 @@ public final class VirtQueue {
                             numBuffersSegment = dst;
                             numBuffersOffset = dstOffset + VirtioNetHeader.NUM_BUFFERS - srcOffset;
                         }
-                        MemorySegment.copy(srcSegment, srcOffset, dst, dstOffset, chunk);
+                        if (!GuestMemory.CHECKED && srcSegment == GuestMemory.EVERYTHING) {
+                            MemorySegment.copy(GuestMemory.EVERYTHING, srcOffset, dst, dstOffset, chunk);   // guest to guest
+                        } else {
+                            MemorySegment.copy(srcSegment, srcOffset, dst, dstOffset, chunk);
+                        }
                         srcOffset += chunk;
                         srcLeft -= chunk;
                         dstOffset += chunk;
@@ -750,7 +755,7 @@ public final class VirtQueue {
      */
     private boolean writeOneDescriptor(int head, MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count,
                                        int frameLength, long headerWord, int csumOffset, DirtyLog log) {
-        final MemorySegment d = desc;
+        final MemorySegment d = fast(desc);
         final long at = descBase + (long) head * DESC_SIZE;
         final long word = d.get(U64, at + DESC_LEN);
         final long length = word & 0xFFFF_FFFFL;
@@ -779,17 +784,33 @@ public final class VirtQueue {
         long dst = host + VirtioNetHeader.SIZE;
         for (int i = first, end = first + count; i < end; i++) {
             final int n = lengths[i];
-            MemorySegment.copy(segments[i], offsets[i], all, dst, n);
+            final MemorySegment src = segments[i];
+            if (!GuestMemory.CHECKED && src == GuestMemory.EVERYTHING) {
+                // guest to guest, the usual case: the constant lets the JIT fold the source's checks
+                MemorySegment.copy(GuestMemory.EVERYTHING, offsets[i], GuestMemory.EVERYTHING, dst, n);
+            } else {
+                MemorySegment.copy(src, offsets[i], all, dst, n);
+            }
             dst += n;
         }
         final long usedAt = USED_RING + (long) USED_ELEM_SIZE * (usedIdx & mask);
-        used.set(U64, usedBase + usedAt, usedElement(head, (int) needed));
+        fast(used).set(U64, usedBase + usedAt, usedElement(head, (int) needed));
         if (log != null) {
             log.markGuest(bufferAddr, needed);
             logUsed(log, usedAt, USED_ELEM_SIZE);
         }
         usedIdx = (usedIdx + 1) & 0xFFFF;
         return true;
+    }
+
+    /**
+     * The segment to access a ring field of {@code ring} through: {@link GuestMemory#EVERYTHING} itself, a
+     * constant, unless guest memory is checked. Read from a field, the same segment is only an object to the
+     * JIT, which then checks its type, bounds and session on every access; the constant folds those checks
+     * (bench/RESULTS.md, session 7). The field stays what says whether the queue is configured.
+     */
+    private static MemorySegment fast(MemorySegment ring) {
+        return GuestMemory.CHECKED ? ring : GuestMemory.EVERYTHING;
     }
 
     /** A used ring element {id, len} as one little-endian 8-byte store. */
@@ -826,7 +847,7 @@ public final class VirtQueue {
         if (newIdx == oldIdx) {
             return;
         }
-        U16_ATOMIC.setRelease(used, usedBase + USED_IDX, (short) newIdx);
+        U16_ATOMIC.setRelease(fast(used), usedBase + USED_IDX, (short) newIdx);
         final DirtyLog log = dirtyLog;
         if (log != null) {
             logUsed(log, USED_IDX, 2);
@@ -838,11 +859,11 @@ public final class VirtQueue {
         }
         VarHandle.fullFence();
         if (eventIdx) {
-            int usedEvent = avail.get(U16, availBase + usedEventOffset(size)) & 0xFFFF;
+            int usedEvent = fast(avail).get(U16, availBase + usedEventOffset(size)) & 0xFFFF;
             if (!needEvent(usedEvent, newIdx, oldIdx)) {
                 return;
             }
-        } else if ((avail.get(U16, availBase + AVAIL_FLAGS) & AVAIL_F_NO_INTERRUPT) != 0) {
+        } else if ((fast(avail).get(U16, availBase + AVAIL_FLAGS) & AVAIL_F_NO_INTERRUPT) != 0) {
             return;
         }
         if (c.signal()) {
