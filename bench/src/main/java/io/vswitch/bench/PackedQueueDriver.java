@@ -22,6 +22,9 @@ public final class PackedQueueDriver {
     private final int[] flags;
     private int next;
     private int wrap = 1;
+    /** Where the last {@link #post} started (slot, wrap counter): with IN_ORDER the device's one used descriptor goes there. */
+    private int lastStart;
+    private int lastStartWrap = 1;
 
     public PackedQueueDriver(GuestRam guest, int size) {
         this.guest = guest;
@@ -70,6 +73,8 @@ public final class PackedQueueDriver {
         final MemorySegment r = ram;
         int slot = next;
         int w = wrap;
+        lastStart = slot;
+        lastStartWrap = w;
         for (int i = 0; i < n; i++) {
             PackedDescriptor.publishUsed(r, descOffset + (long) slot * PackedDescriptor.SIZE,
                     PackedDescriptor.usedWord(slot, length[slot], PackedDescriptor.availFlags(w, flags[slot])));
@@ -82,10 +87,19 @@ public final class PackedQueueDriver {
         wrap = w;
     }
 
-    /** True when the slot before the driver's next one holds a used descriptor (the device returned everything). */
-    public boolean deviceCaughtUp() {
+    /**
+     * True when the device returned every buffer of the last {@link #post}: the slot before the driver's next one
+     * holds a used descriptor; with IN_ORDER ({@code inOrder}) the first slot of that post holds the one used
+     * descriptor of the burst, carrying the last buffer's ID (virtio 1.2, 2.8.20).
+     */
+    public boolean deviceCaughtUp(boolean inOrder) {
         int last = next == 0 ? size - 1 : next - 1;
         int lastWrap = next == 0 ? wrap ^ 1 : wrap;
+        if (inOrder) {
+            long at = descOffset + (long) lastStart * PackedDescriptor.SIZE;
+            return PackedDescriptor.isUsed(PackedDescriptor.flagsAcquire(ram, at), lastStartWrap)
+                    && ram.get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, at + PackedDescriptor.ID) == (short) last;
+        }
         return PackedDescriptor.isUsed(PackedDescriptor.flagsAcquire(ram, descOffset + (long) last * PackedDescriptor.SIZE), lastWrap);
     }
 }

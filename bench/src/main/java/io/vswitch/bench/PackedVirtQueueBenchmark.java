@@ -66,7 +66,7 @@ public class PackedVirtQueueBenchmark {
         public void check() {
             try {
                 VirtQueueBenchmark.checkHealthy(queue);
-                if (!driver.deviceCaughtUp()) {
+                if (!driver.deviceCaughtUp(inOrder)) {
                     throw new IllegalStateException("the device did not return the last buffer");
                 }
             } finally {
@@ -110,7 +110,15 @@ public class PackedVirtQueueBenchmark {
                     sender.ram.set(ValueLayout.JAVA_BYTE, at + b, (byte) (i + b));
                 }
             }
-            source = sender.memory.segment(0);
+            // as the switch reads a frame it took from a guest: through GuestMemory.EVERYTHING at its host address
+            // (unchecked guest memory, the default), or through the region's own segment (checked)
+            MemorySegment region = sender.memory.segment(0);
+            source = sender.memory.dataSegment(0);
+            if (source != region) {
+                for (int i = 0; i < QUEUE_SIZE; i++) {
+                    sourceOffset[i] += region.address();
+                }
+            }
         }
 
         @TearDown(Level.Trial)

@@ -181,6 +181,16 @@ final class PackedVirtQueue {
         return ring != null;
     }
 
+    /**
+     * The segment the data path reads the ring through: {@link GuestMemory#EVERYTHING} itself (a constant, so the
+     * JIT folds its bounds and liveness checks away, where a load of the {@code ring} field costs a class check,
+     * a bounds check, an alignment check and the session's owner and state checks per access, about 20
+     * instructions), or with {@link GuestMemory#CHECKED} the ring's own checked slice. Only once configured.
+     */
+    private MemorySegment ringSegment() {
+        return GuestMemory.CHECKED ? ring : GuestMemory.EVERYTHING;
+    }
+
     // ---------------------------------------------------------------- notifications
 
     /**
@@ -214,7 +224,7 @@ final class PackedVirtQueue {
             return false;
         }
         try {
-            return PackedDescriptor.isAvailable(PackedDescriptor.flagsAcquire(ring, ringBase + (long) availPos * PackedDescriptor.SIZE), availWrap);
+            return PackedDescriptor.isAvailable(PackedDescriptor.flagsAcquire(ringSegment(), ringBase + (long) availPos * PackedDescriptor.SIZE), availWrap);
         } catch (RuntimeException e) {
             return owner.fail(QueueFault.MEMORY_GONE, e.getMessage());
         }
@@ -311,14 +321,14 @@ final class PackedVirtQueue {
                 // the head's flags were read with acquire semantics, and the driver makes the head available
                 // last: the chain's other descriptors are visible, one 8-byte load each for len, id and flags
                 final long at = ringBase + (long) cursorPos * PackedDescriptor.SIZE;
-                final long word = PackedDescriptor.lenIdFlags(ring, at);
+                final long word = PackedDescriptor.lenIdFlags(ringSegment(), at);
                 flags = (int) (word >>> 48);
                 if (ringDescs > 0 && !PackedDescriptor.isAvailable(flags, cursorWrap)) {
                     owner.fail(QueueFault.CHAIN_NOT_AVAILABLE, "slot " + cursorPos + " (flags 0x" + Integer.toHexString(flags)
                             + ", wrap " + cursorWrap + ") continues a chain but is not available");
                     return -1;
                 }
-                addr = PackedDescriptor.addr(ring, at);
+                addr = PackedDescriptor.addr(ringSegment(), at);
                 length = word & 0xFFFF_FFFFL;
                 bufferId = (int) (word >>> 32) & 0xFFFF;   // the chain's last descriptor carries the buffer ID that counts
                 ringDescs++;
@@ -385,7 +395,7 @@ final class PackedVirtQueue {
             final int capacity = batch.capacity();
             int slots = 0;
             while (batch.count() + batch.dropped < capacity) {
-                int flags = PackedDescriptor.flagsAcquire(ring, ringBase + (long) pos * PackedDescriptor.SIZE);
+                int flags = PackedDescriptor.flagsAcquire(ringSegment(), ringBase + (long) pos * PackedDescriptor.SIZE);
                 if (!PackedDescriptor.isAvailable(flags, wrap)) {
                     break;
                 }
@@ -435,13 +445,13 @@ final class PackedVirtQueue {
      */
     private boolean readOneDescriptor(int pos, PacketBatch batch) {
         final long at = ringBase + (long) pos * PackedDescriptor.SIZE;
-        final long word = PackedDescriptor.lenIdFlags(ring, at);
+        final long word = PackedDescriptor.lenIdFlags(ringSegment(), at);
         final long length = word & 0xFFFF_FFFFL;
         final int id = (int) (word >>> 32) & 0xFFFF;
         if (id >= size || length <= VirtioNetHeader.SIZE || length > VirtQueue.MAX_FRAME + VirtioNetHeader.SIZE) {
             return false;
         }
-        final long addr = PackedDescriptor.addr(ring, at);
+        final long addr = PackedDescriptor.addr(ringSegment(), at);
         final GuestMemory mem = memory;
         final int region = mem.findGuest(addr, length);
         if (region < 0) {
@@ -516,7 +526,7 @@ final class PackedVirtQueue {
             final int firstWrap = usedWrap;
             int pos = firstPos;
             int wrap = firstWrap;
-            final MemorySegment r = ring;
+            final MemorySegment r = ringSegment();
             final DirtyLog log = owner.dirtyLog();
             if (inOrder) {
                 int descs = 0;
@@ -568,12 +578,36 @@ final class PackedVirtQueue {
 
     // ---------------------------------------------------------------- guest RX: enqueue
 
-    /** As {@link VirtQueue#enqueue(MemorySegment[], long[], int[], int, int, int)}, on the packed ring. */
+    /**
+     * As {@link VirtQueue#enqueue(MemorySegment[], long[], int[], int, int, int)}, on the packed ring. Small on purpose
+     * (the JIT inlines it into its caller): the usual descriptor, one device-writable buffer with room for the
+     * whole frame, is taken by {@link #writeOneDescriptor}; anything else (a chain, an indirect table, a buffer too
+     * small, no room, a fault) by {@link #enqueueChain}, which reads the descriptor again and judges it.
+     */
     boolean enqueue(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
                     MemorySegment headerStage, long headerWord, int csumOffset) {
         if (ring == null || owner.isBroken()) {
             return false;
         }
+        try {
+            final int flags = PackedDescriptor.flagsAcquire(ringSegment(), ringBase + (long) availPos * PackedDescriptor.SIZE);
+            if (PackedDescriptor.isAvailable(flags, availWrap) && (flags & (F_NEXT | F_INDIRECT | F_WRITE)) == F_WRITE
+                    && writeOneDescriptor(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset)) {
+                return true;
+            }
+        } catch (RuntimeException e) {
+            // nothing was written to the ring or to our state (writeOneDescriptor stages last)
+            if (!PacketBatch.readable(segments, offsets, lengths, first, count)) {
+                throw e;
+            }
+            return owner.fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
+        }
+        return enqueueChain(segments, offsets, lengths, first, count, frameLength, headerStage, headerWord, csumOffset);
+    }
+
+    /** The general walk of {@link #enqueue}: chains, indirect tables, frames over several buffers, and every fault. */
+    private boolean enqueueChain(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
+                                 MemorySegment headerStage, long headerWord, int csumOffset) {
         final int startPos = availPos;
         final int startWrap = availWrap;
         final int startStaged = staged;
@@ -591,15 +625,11 @@ final class PackedVirtQueue {
             int buffers = 0;
             final DirtyLog log = owner.dirtyLog();
             while (remaining > 0) {
-                int flags = PackedDescriptor.flagsAcquire(ring, ringBase + (long) availPos * PackedDescriptor.SIZE);
+                int flags = PackedDescriptor.flagsAcquire(ringSegment(), ringBase + (long) availPos * PackedDescriptor.SIZE);
                 if (!PackedDescriptor.isAvailable(flags, availWrap)) {
                     owner.rxNoRoom++;
                     owner.refusal = VirtQueue.REFUSED_NO_ROOM;
                     return rollback(startPos, startWrap, startStaged, startSlots);
-                }
-                if (buffers == 0 && (flags & (F_NEXT | F_INDIRECT | F_WRITE)) == F_WRITE && stagedSlots < size
-                        && writeOneDescriptor(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, log)) {
-                    return true;
                 }
                 beginChain(availPos, availWrap);
                 long written = 0;
@@ -707,16 +737,19 @@ final class PackedVirtQueue {
      * is anything else, and then nothing was written: the general walk takes it (faults included).
      */
     private boolean writeOneDescriptor(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count,
-                                       int frameLength, long headerWord, int csumOffset, DirtyLog log) {
+                                       int frameLength, long headerWord, int csumOffset) {
+        if (stagedSlots >= size) {
+            return false;   // the general walk says why (a driver that rewrote descriptors we hold)
+        }
         final long at = ringBase + (long) availPos * PackedDescriptor.SIZE;
-        final long word = PackedDescriptor.lenIdFlags(ring, at);
+        final long word = PackedDescriptor.lenIdFlags(ringSegment(), at);
         final long length = word & 0xFFFF_FFFFL;
         final int id = (int) (word >>> 32) & 0xFFFF;
         final long needed = VirtioNetHeader.SIZE + (long) frameLength;
         if (id >= size || length < needed) {
             return false;
         }
-        final long addr = PackedDescriptor.addr(ring, at);
+        final long addr = PackedDescriptor.addr(ringSegment(), at);
         final GuestMemory mem = memory;
         final int region = mem.findGuest(addr, length);   // the whole buffer, as the general walk checks it
         if (region < 0) {
@@ -743,19 +776,26 @@ final class PackedVirtQueue {
             MemorySegment.copy(segments[i], offsets[i], all, dst, n);
             dst += n;
         }
+        final DirtyLog log = owner.dirtyLog();
         if (log != null) {
             log.markGuest(addr, needed);
         }
+        stageOne(id, (int) needed);
+        return true;
+    }
+
+    /** Stages the used descriptor of a one-descriptor buffer just written and moves the avail position past it. */
+    private void stageOne(int id, int length) {
+        final int n = staged;
+        stagedId[n] = id;
+        stagedLen[n] = length;
+        stagedDescs[n] = 1;
+        staged = n + 1;
         stagedSlots++;
-        stagedId[staged] = id;
-        stagedLen[staged] = (int) needed;
-        stagedDescs[staged] = 1;
-        staged++;
         if (++availPos == size) {
             availPos = 0;
             availWrap ^= 1;
         }
-        return true;
     }
 
     private boolean rollback(int pos, int wrap, int stagedCount, int slots) {
@@ -779,7 +819,7 @@ final class PackedVirtQueue {
             final int firstWrap = usedWrap;
             int pos = firstPos;
             int wrap = firstWrap;
-            final MemorySegment r = ring;
+            final MemorySegment r = ringSegment();
             final DirtyLog log = owner.dirtyLog();
             for (int i = 1; i < n; i++) {
                 pos += stagedDescs[i - 1];

@@ -597,9 +597,17 @@ public final class VirtQueue {
      */
     public boolean enqueue(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
                            long headerWord, int csumOffset) {
+        // a small dispatcher, inlined into the caller: the packed ring's enqueue is small too (its fast path is
+        // inlined with it), where this whole method, split ring included, is too big to inline (one call per frame)
         if (packed) {
             return packedRing.enqueue(segments, offsets, lengths, first, count, frameLength, headerStage, headerWord, csumOffset);
         }
+        return enqueueSplit(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset);
+    }
+
+    /** {@link #enqueue(MemorySegment[], long[], int[], int, int, int, long, int)} on the split ring. */
+    private boolean enqueueSplit(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
+                                 long headerWord, int csumOffset) {
         if (avail == null || fault != QueueFault.NONE) {
             return false;
         }
