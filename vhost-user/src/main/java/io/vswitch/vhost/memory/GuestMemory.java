@@ -217,6 +217,23 @@ public final class GuestMemory implements AutoCloseable {
         return CHECKED ? gpa - guestStart[region] : gpa + hostBias[region];
     }
 
+    /**
+     * Copies {@code n} bytes from {@code srcOffset} of {@code src} into guest memory at {@code dstOffset} of
+     * {@code dst} (a {@link #dataSegment}, the range validated). Unchecked, both segments are named as the
+     * constant {@link #EVERYTHING} where they are it (the destination always, the source when it is a guest's
+     * frame): C2 folds FFM's class, bounds and session checks only for a constant segment, not for one read
+     * from a field or an array (bench/RESULTS.md, session 7). Small enough to be inlined into every caller.
+     */
+    public static void copyToGuest(MemorySegment src, long srcOffset, MemorySegment dst, long dstOffset, long n) {
+        if (CHECKED) {
+            MemorySegment.copy(src, srcOffset, dst, dstOffset, n);
+        } else if (src == EVERYTHING) {
+            MemorySegment.copy(EVERYTHING, srcOffset, EVERYTHING, dstOffset, n);
+        } else {
+            MemorySegment.copy(src, srcOffset, EVERYTHING, dstOffset, n);
+        }
+    }
+
     /** The segment {@link #hostAddress} is an offset in. */
     public MemorySegment dataSegment(int region) {
         return CHECKED ? segments[region] : EVERYTHING;

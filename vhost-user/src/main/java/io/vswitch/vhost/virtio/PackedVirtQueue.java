@@ -672,11 +672,7 @@ final class PackedVirtQueue {
                             numBuffersSegment = descSegment;
                             numBuffersOffset = dstOffset + VirtioNetHeader.NUM_BUFFERS - srcOffset;
                         }
-                        if (!GuestMemory.CHECKED && srcSegment == GuestMemory.EVERYTHING) {
-                            MemorySegment.copy(GuestMemory.EVERYTHING, srcOffset, GuestMemory.EVERYTHING, dstOffset, chunk);   // guest to guest
-                        } else {
-                            MemorySegment.copy(srcSegment, srcOffset, descSegment, dstOffset, chunk);
-                        }
+                        GuestMemory.copyToGuest(srcSegment, srcOffset, descSegment, dstOffset, chunk);
                         srcOffset += chunk;
                         srcLeft -= chunk;
                         dstOffset += chunk;
@@ -777,13 +773,7 @@ final class PackedVirtQueue {
         long dst = host + VirtioNetHeader.SIZE;
         for (int i = first, end = first + count; i < end; i++) {
             final int n = lengths[i];
-            final MemorySegment src = segments[i];
-            if (!GuestMemory.CHECKED && src == GuestMemory.EVERYTHING) {
-                // guest to guest, the usual case: the constant lets the JIT fold the source's checks (VirtQueue's too)
-                MemorySegment.copy(GuestMemory.EVERYTHING, offsets[i], GuestMemory.EVERYTHING, dst, n);
-            } else {
-                MemorySegment.copy(src, offsets[i], all, dst, n);
-            }
+            GuestMemory.copyToGuest(segments[i], offsets[i], all, dst, n);
             dst += n;
         }
         final DirtyLog log = owner.dirtyLog();

@@ -701,11 +701,7 @@ public final class VirtQueue {
                             numBuffersSegment = dst;
                             numBuffersOffset = dstOffset + VirtioNetHeader.NUM_BUFFERS - srcOffset;
                         }
-                        if (!GuestMemory.CHECKED && srcSegment == GuestMemory.EVERYTHING) {
-                            MemorySegment.copy(GuestMemory.EVERYTHING, srcOffset, dst, dstOffset, chunk);   // guest to guest
-                        } else {
-                            MemorySegment.copy(srcSegment, srcOffset, dst, dstOffset, chunk);
-                        }
+                        GuestMemory.copyToGuest(srcSegment, srcOffset, dst, dstOffset, chunk);
                         srcOffset += chunk;
                         srcLeft -= chunk;
                         dstOffset += chunk;
@@ -784,13 +780,7 @@ public final class VirtQueue {
         long dst = host + VirtioNetHeader.SIZE;
         for (int i = first, end = first + count; i < end; i++) {
             final int n = lengths[i];
-            final MemorySegment src = segments[i];
-            if (!GuestMemory.CHECKED && src == GuestMemory.EVERYTHING) {
-                // guest to guest, the usual case: the constant lets the JIT fold the source's checks
-                MemorySegment.copy(GuestMemory.EVERYTHING, offsets[i], GuestMemory.EVERYTHING, dst, n);
-            } else {
-                MemorySegment.copy(src, offsets[i], all, dst, n);
-            }
+            GuestMemory.copyToGuest(segments[i], offsets[i], all, dst, n);
             dst += n;
         }
         final long usedAt = USED_RING + (long) USED_ELEM_SIZE * (usedIdx & mask);
