@@ -218,6 +218,17 @@ public final class GuestMemory implements AutoCloseable {
     }
 
     /**
+     * The segment to access guest memory through, given the one that covers it ({@code segment}: a ring's slice,
+     * a {@link #dataSegment}): {@link #EVERYTHING} itself, the constant, unless guest memory is checked. C2 folds
+     * FFM's class, bounds and session checks only for a constant segment; read from a field or an array, even
+     * {@code EVERYTHING} costs about 20 instructions of checks per access (bench/RESULTS.md, session 7). Small
+     * enough to be inlined into every caller, where it is the constant.
+     */
+    public static MemorySegment direct(MemorySegment segment) {
+        return CHECKED ? segment : EVERYTHING;
+    }
+
+    /**
      * Copies {@code n} bytes from {@code srcOffset} of {@code src} into guest memory at {@code dstOffset} of
      * {@code dst} (a {@link #dataSegment}, the range validated). Unchecked, both segments are named as the
      * constant {@link #EVERYTHING} where they are it (the destination always, the source when it is a guest's

@@ -67,7 +67,7 @@ final class DescriptorChain {
                 return loop();
             }
             long at = tableBase + (long) cursor * DESC_SIZE;
-            final MemorySegment t = GuestMemory.CHECKED ? table : GuestMemory.EVERYTHING;   // a constant: see VirtQueue.fast
+            final MemorySegment t = GuestMemory.direct(table);
             long bufferAddr = t.get(U64, at + DESC_ADDR);
             // len, flags and next in one 8-byte load (little-endian: len low, then flags, then next)
             long word = t.get(U64, at + DESC_LEN);

@@ -181,16 +181,6 @@ final class PackedVirtQueue {
         return ring != null;
     }
 
-    /**
-     * The segment the data path reads the ring through: {@link GuestMemory#EVERYTHING} itself (a constant, so the
-     * JIT folds its bounds and liveness checks away, where a load of the {@code ring} field costs a class check,
-     * a bounds check, an alignment check and the session's owner and state checks per access, about 20
-     * instructions), or with {@link GuestMemory#CHECKED} the ring's own checked slice. Only once configured.
-     */
-    private MemorySegment ringSegment() {
-        return GuestMemory.CHECKED ? ring : GuestMemory.EVERYTHING;
-    }
-
     // ---------------------------------------------------------------- notifications
 
     /**
@@ -224,7 +214,7 @@ final class PackedVirtQueue {
             return false;
         }
         try {
-            return PackedDescriptor.isAvailable(PackedDescriptor.flagsAcquire(ringSegment(), ringBase + (long) availPos * PackedDescriptor.SIZE), availWrap);
+            return PackedDescriptor.isAvailable(PackedDescriptor.flagsAcquire(GuestMemory.direct(ring), ringBase + (long) availPos * PackedDescriptor.SIZE), availWrap);
         } catch (RuntimeException e) {
             return owner.fail(QueueFault.MEMORY_GONE, e.getMessage());
         }
@@ -321,14 +311,14 @@ final class PackedVirtQueue {
                 // the head's flags were read with acquire semantics, and the driver makes the head available
                 // last: the chain's other descriptors are visible, one 8-byte load each for len, id and flags
                 final long at = ringBase + (long) cursorPos * PackedDescriptor.SIZE;
-                final long word = PackedDescriptor.lenIdFlags(ringSegment(), at);
+                final long word = PackedDescriptor.lenIdFlags(GuestMemory.direct(ring), at);
                 flags = (int) (word >>> 48);
                 if (ringDescs > 0 && !PackedDescriptor.isAvailable(flags, cursorWrap)) {
                     owner.fail(QueueFault.CHAIN_NOT_AVAILABLE, "slot " + cursorPos + " (flags 0x" + Integer.toHexString(flags)
                             + ", wrap " + cursorWrap + ") continues a chain but is not available");
                     return -1;
                 }
-                addr = PackedDescriptor.addr(ringSegment(), at);
+                addr = PackedDescriptor.addr(GuestMemory.direct(ring), at);
                 length = word & 0xFFFF_FFFFL;
                 bufferId = (int) (word >>> 32) & 0xFFFF;   // the chain's last descriptor carries the buffer ID that counts
                 ringDescs++;
@@ -395,7 +385,7 @@ final class PackedVirtQueue {
             final int capacity = batch.capacity();
             int slots = 0;
             while (batch.count() + batch.dropped < capacity) {
-                int flags = PackedDescriptor.flagsAcquire(ringSegment(), ringBase + (long) pos * PackedDescriptor.SIZE);
+                int flags = PackedDescriptor.flagsAcquire(GuestMemory.direct(ring), ringBase + (long) pos * PackedDescriptor.SIZE);
                 if (!PackedDescriptor.isAvailable(flags, wrap)) {
                     break;
                 }
@@ -445,13 +435,13 @@ final class PackedVirtQueue {
      */
     private boolean readOneDescriptor(int pos, PacketBatch batch) {
         final long at = ringBase + (long) pos * PackedDescriptor.SIZE;
-        final long word = PackedDescriptor.lenIdFlags(ringSegment(), at);
+        final long word = PackedDescriptor.lenIdFlags(GuestMemory.direct(ring), at);
         final long length = word & 0xFFFF_FFFFL;
         final int id = (int) (word >>> 32) & 0xFFFF;
         if (id >= size || length <= VirtioNetHeader.SIZE || length > VirtQueue.MAX_FRAME + VirtioNetHeader.SIZE) {
             return false;
         }
-        final long addr = PackedDescriptor.addr(ringSegment(), at);
+        final long addr = PackedDescriptor.addr(GuestMemory.direct(ring), at);
         final GuestMemory mem = memory;
         final int region = mem.findGuest(addr, length);
         if (region < 0) {
@@ -526,7 +516,7 @@ final class PackedVirtQueue {
             final int firstWrap = usedWrap;
             int pos = firstPos;
             int wrap = firstWrap;
-            final MemorySegment r = ringSegment();
+            final MemorySegment r = GuestMemory.direct(ring);
             final DirtyLog log = owner.dirtyLog();
             if (inOrder) {
                 int descs = 0;
@@ -590,7 +580,7 @@ final class PackedVirtQueue {
             return false;
         }
         try {
-            final int flags = PackedDescriptor.flagsAcquire(ringSegment(), ringBase + (long) availPos * PackedDescriptor.SIZE);
+            final int flags = PackedDescriptor.flagsAcquire(GuestMemory.direct(ring), ringBase + (long) availPos * PackedDescriptor.SIZE);
             if (PackedDescriptor.isAvailable(flags, availWrap) && (flags & (F_NEXT | F_INDIRECT | F_WRITE)) == F_WRITE
                     && writeOneDescriptor(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset)) {
                 return true;
@@ -625,7 +615,7 @@ final class PackedVirtQueue {
             int buffers = 0;
             final DirtyLog log = owner.dirtyLog();
             while (remaining > 0) {
-                int flags = PackedDescriptor.flagsAcquire(ringSegment(), ringBase + (long) availPos * PackedDescriptor.SIZE);
+                int flags = PackedDescriptor.flagsAcquire(GuestMemory.direct(ring), ringBase + (long) availPos * PackedDescriptor.SIZE);
                 if (!PackedDescriptor.isAvailable(flags, availWrap)) {
                     owner.rxNoRoom++;
                     owner.refusal = VirtQueue.REFUSED_NO_ROOM;
@@ -742,14 +732,14 @@ final class PackedVirtQueue {
             return false;   // the general walk says why (a driver that rewrote descriptors we hold)
         }
         final long at = ringBase + (long) availPos * PackedDescriptor.SIZE;
-        final long word = PackedDescriptor.lenIdFlags(ringSegment(), at);
+        final long word = PackedDescriptor.lenIdFlags(GuestMemory.direct(ring), at);
         final long length = word & 0xFFFF_FFFFL;
         final int id = (int) (word >>> 32) & 0xFFFF;
         final long needed = VirtioNetHeader.SIZE + (long) frameLength;
         if (id >= size || length < needed) {
             return false;
         }
-        final long addr = PackedDescriptor.addr(ringSegment(), at);
+        final long addr = PackedDescriptor.addr(GuestMemory.direct(ring), at);
         final GuestMemory mem = memory;
         final int region = mem.findGuest(addr, length);   // the whole buffer, as the general walk checks it
         if (region < 0) {
@@ -819,7 +809,7 @@ final class PackedVirtQueue {
             final int firstWrap = usedWrap;
             int pos = firstPos;
             int wrap = firstWrap;
-            final MemorySegment r = ringSegment();
+            final MemorySegment r = GuestMemory.direct(ring);
             final DirtyLog log = owner.dirtyLog();
             for (int i = 1; i < n; i++) {
                 pos += stagedDescs[i - 1];

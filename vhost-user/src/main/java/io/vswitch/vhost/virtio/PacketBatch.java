@@ -219,7 +219,7 @@ public final class PacketBatch {
         if (pieceLength[p] >= offset + 8) {
             final MemorySegment s = pieceSegment[p];
             if (!GuestMemory.CHECKED && s == GuestMemory.EVERYTHING) {
-                return GuestMemory.EVERYTHING.get(U64_BE, pieceOffset[p] + offset);   // a guest's frame (as the rings store it): through the constant, whose checks the JIT folds (VirtQueue.fast)
+                return GuestMemory.EVERYTHING.get(U64_BE, pieceOffset[p] + offset);   // a guest's frame: the constant (GuestMemory.direct)
             }
             return s.get(U64_BE, pieceOffset[p] + offset);
         }

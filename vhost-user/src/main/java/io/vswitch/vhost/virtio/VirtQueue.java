@@ -337,7 +337,7 @@ public final class VirtQueue {
             return false;
         }
         try {
-            return ((short) U16_ATOMIC.getAcquire(fast(a), availBase + AVAIL_IDX) & 0xFFFF) != lastAvail;
+            return ((short) U16_ATOMIC.getAcquire(GuestMemory.direct(a), availBase + AVAIL_IDX) & 0xFFFF) != lastAvail;
         } catch (RuntimeException e) {
             return fail(QueueFault.MEMORY_GONE, e.getMessage());
         }
@@ -379,7 +379,7 @@ public final class VirtQueue {
         if (a == null || fault != QueueFault.NONE) {
             return 0;
         }
-        final MemorySegment ar = fast(a);
+        final MemorySegment ar = GuestMemory.direct(a);
         try {
             int availIdx = (short) U16_ATOMIC.getAcquire(ar, availBase + AVAIL_IDX) & 0xFFFF;
             int pending = (availIdx - lastAvail) & 0xFFFF;
@@ -474,7 +474,7 @@ public final class VirtQueue {
      * was recorded: the general walk reads it again and judges it (faults and drops included).
      */
     private boolean readOneDescriptor(int head, PacketBatch batch) {
-        final MemorySegment d = fast(desc);
+        final MemorySegment d = GuestMemory.direct(desc);
         final long at = descBase + (long) head * DESC_SIZE;
         final long word = d.get(U64, at + DESC_LEN);
         final long length = word & 0xFFFF_FFFFL;
@@ -497,7 +497,7 @@ public final class VirtQueue {
             packedRing.completeTx();
             return;
         }
-        final MemorySegment u = fast(used);
+        final MemorySegment u = GuestMemory.direct(used);
         if (used == null || fault != QueueFault.NONE) {
             return;
         }
@@ -611,8 +611,8 @@ public final class VirtQueue {
         if (avail == null || fault != QueueFault.NONE) {
             return false;
         }
-        final MemorySegment a = fast(avail);
-        final MemorySegment u = fast(used);
+        final MemorySegment a = GuestMemory.direct(avail);
+        final MemorySegment u = GuestMemory.direct(used);
         final int startAvail = lastAvail;
         final int startUsed = usedIdx;
         try {
@@ -668,7 +668,7 @@ public final class VirtQueue {
                         fail(QueueFault.WRONG_DIRECTION, "device-readable descriptor in an RX chain (head " + head + ")");
                         return rollback(startAvail, startUsed);
                     }
-                    final MemorySegment dst = fast(chain.segment());
+                    final MemorySegment dst = GuestMemory.direct(chain.segment());
                     long dstOffset = chain.offset();
                     long room = chain.length();
                     final long writtenBefore = written;
@@ -751,7 +751,7 @@ public final class VirtQueue {
      */
     private boolean writeOneDescriptor(int head, MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count,
                                        int frameLength, long headerWord, int csumOffset, DirtyLog log) {
-        final MemorySegment d = fast(desc);
+        final MemorySegment d = GuestMemory.direct(desc);
         final long at = descBase + (long) head * DESC_SIZE;
         final long word = d.get(U64, at + DESC_LEN);
         final long length = word & 0xFFFF_FFFFL;
@@ -784,23 +784,13 @@ public final class VirtQueue {
             dst += n;
         }
         final long usedAt = USED_RING + (long) USED_ELEM_SIZE * (usedIdx & mask);
-        fast(used).set(U64, usedBase + usedAt, usedElement(head, (int) needed));
+        GuestMemory.direct(used).set(U64, usedBase + usedAt, usedElement(head, (int) needed));
         if (log != null) {
             log.markGuest(bufferAddr, needed);
             logUsed(log, usedAt, USED_ELEM_SIZE);
         }
         usedIdx = (usedIdx + 1) & 0xFFFF;
         return true;
-    }
-
-    /**
-     * The segment to access a ring field of {@code ring} through: {@link GuestMemory#EVERYTHING} itself, a
-     * constant, unless guest memory is checked. Read from a field, the same segment is only an object to the
-     * JIT, which then checks its type, bounds and session on every access; the constant folds those checks
-     * (bench/RESULTS.md, session 7). The field stays what says whether the queue is configured.
-     */
-    private static MemorySegment fast(MemorySegment ring) {
-        return GuestMemory.CHECKED ? ring : GuestMemory.EVERYTHING;
     }
 
     /** A used ring element {id, len} as one little-endian 8-byte store. */
@@ -837,7 +827,7 @@ public final class VirtQueue {
         if (newIdx == oldIdx) {
             return;
         }
-        U16_ATOMIC.setRelease(fast(used), usedBase + USED_IDX, (short) newIdx);
+        U16_ATOMIC.setRelease(GuestMemory.direct(used), usedBase + USED_IDX, (short) newIdx);
         final DirtyLog log = dirtyLog;
         if (log != null) {
             logUsed(log, USED_IDX, 2);
@@ -849,11 +839,11 @@ public final class VirtQueue {
         }
         VarHandle.fullFence();
         if (eventIdx) {
-            int usedEvent = fast(avail).get(U16, availBase + usedEventOffset(size)) & 0xFFFF;
+            int usedEvent = GuestMemory.direct(avail).get(U16, availBase + usedEventOffset(size)) & 0xFFFF;
             if (!needEvent(usedEvent, newIdx, oldIdx)) {
                 return;
             }
-        } else if ((fast(avail).get(U16, availBase + AVAIL_FLAGS) & AVAIL_F_NO_INTERRUPT) != 0) {
+        } else if ((GuestMemory.direct(avail).get(U16, availBase + AVAIL_FLAGS) & AVAIL_F_NO_INTERRUPT) != 0) {
             return;
         }
         if (c.signal()) {
