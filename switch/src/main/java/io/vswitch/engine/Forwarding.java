@@ -2,6 +2,7 @@ package io.vswitch.engine;
 
 import io.vswitch.vhost.net.offload.OffloadCheck;
 import io.vswitch.vhost.net.offload.SoftwareOffload;
+import io.vswitch.vhost.virtio.GuestCopies;
 import io.vswitch.vhost.virtio.PacketBatch;
 import io.vswitch.vhost.virtio.VirtQueue;
 
@@ -52,6 +53,8 @@ final class Forwarding {
     // and is finished in software (checksum, segmentation) for any other receiver.
     private final OffloadCheck offloadCheck = new OffloadCheck();
     private final SoftwareOffload softwareOffload = new SoftwareOffload();
+    /** The copies of the burst being forwarded into guests, done together at the end of {@link #forward}. */
+    private final GuestCopies copies = new GuestCopies();
     private int frameOffload = OffloadCheck.PLAIN;
     private long frameHeader;
     private int frameCsumOffset;
@@ -98,8 +101,19 @@ final class Forwarding {
         }
     }
 
-    /** Forwards the {@code n} frames of {@code b} that {@code src} sent, and counts them on {@code src}. */
+    /**
+     * Forwards the {@code n} frames of {@code b} that {@code src} sent, and counts them on {@code src}. The frames'
+     * copies into guests are done before this returns: {@code b}'s buffers may be returned, the queues flushed.
+     */
     void forward(SwitchPort src, PacketBatch b, int n) {
+        try {
+            forwardBurst(src, b, n);
+        } finally {
+            copies.drain();
+        }
+    }
+
+    private void forwardBurst(SwitchPort src, PacketBatch b, int n) {
         long bytes = 0;
         final int maxFrame = src.maxFrame;
         final long now = passNow;
@@ -397,7 +411,9 @@ final class Forwarding {
         boolean delivered;
         int outLength = length;
         if (!insert && !strip) {
-            delivered = b != null ? rx.enqueue(b, frame, header, csumOffset) : rx.enqueue(flat, flatOffset, length);
+            // a burst's frame: its copy may wait for the end of forward(); a flat frame (handed over, or cut in
+            // software into a buffer reused for the next segment) is copied at once
+            delivered = b != null ? rx.enqueue(b, frame, header, csumOffset, copies) : rx.enqueue(flat, flatOffset, length);
         } else {
             int skip = strip ? TAG_SIZE : 0;
             int n = piecesOf(b, frame, flat, flatOffset, 0, 12, 0);

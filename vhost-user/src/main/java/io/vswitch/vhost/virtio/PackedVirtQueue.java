@@ -575,14 +575,14 @@ final class PackedVirtQueue {
      * small, no room, a fault) by {@link #enqueueChain}, which reads the descriptor again and judges it.
      */
     boolean enqueue(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
-                    MemorySegment headerStage, long headerWord, int csumOffset) {
+                    MemorySegment headerStage, long headerWord, int csumOffset, GuestCopies copies) {
         if (ring == null || owner.isBroken()) {
             return false;
         }
         try {
             final int flags = PackedDescriptor.flagsAcquire(GuestMemory.direct(ring), ringBase + (long) availPos * PackedDescriptor.SIZE);
             if (PackedDescriptor.isAvailable(flags, availWrap) && (flags & (F_NEXT | F_INDIRECT | F_WRITE)) == F_WRITE
-                    && writeOneDescriptor(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset)) {
+                    && writeOneDescriptor(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, copies)) {
                 return true;
             }
         } catch (RuntimeException e) {
@@ -727,7 +727,7 @@ final class PackedVirtQueue {
      * is anything else, and then nothing was written: the general walk takes it (faults included).
      */
     private boolean writeOneDescriptor(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count,
-                                       int frameLength, long headerWord, int csumOffset) {
+                                       int frameLength, long headerWord, int csumOffset, GuestCopies copies) {
         if (stagedSlots >= size) {
             return false;   // the general walk says why (a driver that rewrote descriptors we hold)
         }
@@ -761,10 +761,14 @@ final class PackedVirtQueue {
             all.set(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED, host + 8, tail);
         }
         long dst = host + VirtioNetHeader.SIZE;
-        for (int i = first, end = first + count; i < end; i++) {
-            final int n = lengths[i];
-            GuestMemory.copyToGuest(segments[i], offsets[i], all, dst, n);
-            dst += n;
+        if (GuestCopies.defers(copies, count)) {
+            copies.add(segments[first], offsets[first], dst, lengths[first]);
+        } else {
+            for (int i = first, end = first + count; i < end; i++) {
+                final int n = lengths[i];
+                GuestMemory.copyToGuest(segments[i], offsets[i], all, dst, n);
+                dst += n;
+            }
         }
         final DirtyLog log = owner.dirtyLog();
         if (log != null) {

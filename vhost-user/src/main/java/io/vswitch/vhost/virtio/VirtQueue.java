@@ -561,8 +561,17 @@ public final class VirtQueue {
 
     /** As {@link #enqueue(PacketBatch, int)}, with the offload fields of its virtio-net header (see the array form). */
     public boolean enqueue(PacketBatch batch, int frame, long headerWord, int csumOffset) {
+        return enqueue(batch, frame, headerWord, csumOffset, null);
+    }
+
+    /**
+     * As {@link #enqueue(PacketBatch, int, long, int)}; the frame's bytes may be copied later, by {@code copies}
+     * (null: now). The caller drains {@code copies} before {@link #flushRx} and before the batch's buffers are
+     * returned (see {@link GuestCopies}).
+     */
+    public boolean enqueue(PacketBatch batch, int frame, long headerWord, int csumOffset, GuestCopies copies) {
         return enqueue(batch.pieceSegment, batch.pieceOffset, batch.pieceLength, batch.firstPiece(frame),
-                batch.pieceCount(frame), batch.frameLength(frame), headerWord, csumOffset);
+                batch.pieceCount(frame), batch.frameLength(frame), headerWord, csumOffset, copies);
     }
 
     /** Copies {@code length} bytes of {@code frame} at {@code offset} into the guest's receive buffers. */
@@ -597,17 +606,22 @@ public final class VirtQueue {
      */
     public boolean enqueue(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
                            long headerWord, int csumOffset) {
+        return enqueue(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, null);
+    }
+
+    private boolean enqueue(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
+                            long headerWord, int csumOffset, GuestCopies copies) {
         // a small dispatcher, inlined into the caller: the packed ring's enqueue is small too (its fast path is
         // inlined with it), where this whole method, split ring included, is too big to inline (one call per frame)
         if (packed) {
-            return packedRing.enqueue(segments, offsets, lengths, first, count, frameLength, headerStage, headerWord, csumOffset);
+            return packedRing.enqueue(segments, offsets, lengths, first, count, frameLength, headerStage, headerWord, csumOffset, copies);
         }
-        return enqueueSplit(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset);
+        return enqueueSplit(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, copies);
     }
 
     /** {@link #enqueue(MemorySegment[], long[], int[], int, int, int, long, int)} on the split ring. */
     private boolean enqueueSplit(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
-                                 long headerWord, int csumOffset) {
+                                 long headerWord, int csumOffset, GuestCopies copies) {
         if (avail == null || fault != QueueFault.NONE) {
             return false;
         }
@@ -645,7 +659,7 @@ public final class VirtQueue {
                 int head = a.get(U16, availBase + AVAIL_RING + (long) AVAIL_ELEM_SIZE * (lastAvail & m)) & 0xFFFF;
                 lastAvail = (lastAvail + 1) & 0xFFFF;
                 if (buffers == 0 && head < size
-                        && writeOneDescriptor(head, segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, log)) {
+                        && writeOneDescriptor(head, segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, log, copies)) {
                     return true;
                 }
                 if (buffers == 0) {
@@ -750,7 +764,7 @@ public final class VirtQueue {
      * was written: the general walk takes the chain (faults included).
      */
     private boolean writeOneDescriptor(int head, MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count,
-                                       int frameLength, long headerWord, int csumOffset, DirtyLog log) {
+                                       int frameLength, long headerWord, int csumOffset, DirtyLog log, GuestCopies copies) {
         final MemorySegment d = GuestMemory.direct(desc);
         final long at = descBase + (long) head * DESC_SIZE;
         final long word = d.get(U64, at + DESC_LEN);
@@ -778,10 +792,14 @@ public final class VirtQueue {
             all.set(U32, host + 8, tail);
         }
         long dst = host + VirtioNetHeader.SIZE;
-        for (int i = first, end = first + count; i < end; i++) {
-            final int n = lengths[i];
-            GuestMemory.copyToGuest(segments[i], offsets[i], all, dst, n);
-            dst += n;
+        if (GuestCopies.defers(copies, count)) {
+            copies.add(segments[first], offsets[first], dst, lengths[first]);
+        } else {
+            for (int i = first, end = first + count; i < end; i++) {
+                final int n = lengths[i];
+                GuestMemory.copyToGuest(segments[i], offsets[i], all, dst, n);
+                dst += n;
+            }
         }
         final long usedAt = USED_RING + (long) USED_ELEM_SIZE * (usedIdx & mask);
         GuestMemory.direct(used).set(U64, usedBase + usedAt, usedElement(head, (int) needed));

@@ -151,6 +151,33 @@ class PackedVirtQueueTest {
     }
 
     @Test
+    void deferredCopiesWaitForDrainAndOnlyOneBufferFramesWait() throws Exception {
+        VirtioNetDevice device = start(new TestFrontend.Options().mergeable(true));
+        byte[] small = frame(64, 1);      // one buffer: the usual frame, its copy deferred
+        byte[] large = frame(1500, 2);    // three 512-byte buffers: the general walk, copied at once
+        drv.transmit(small);
+        drv.transmit(large, 5, false);
+        drv.postRxBuffers(8, 512);
+        PacketBatch batch = new PacketBatch(8);
+        assertEquals(2, device.txQueue().dequeueBurst(batch));
+        GuestCopies copies = new GuestCopies();
+        assertTrue(device.rxQueue().enqueue(batch, 0, 0L, 0, copies));
+        assertTrue(device.rxQueue().enqueue(batch, 1, 0L, 0, copies));
+        assertEquals(io.vswitch.vhost.memory.GuestMemory.CHECKED ? 0 : 1, copies.pending(),
+                "checked memory copies at once; unchecked defers the one-buffer frame only");
+        assertTrue(drv.receive().isEmpty(), "nothing published before the flush");
+        copies.drain();
+        assertEquals(0, copies.pending());
+        device.rxQueue().flushRx();
+        device.txQueue().completeTx(batch);
+        List<TestFrontend.RxFrame> received = drv.receive();
+        assertEquals(2, received.size());
+        assertArrayEquals(small, received.get(0).data());
+        assertArrayEquals(large, received.get(1).data());
+        assertEquals(3, received.get(1).numBuffers());
+    }
+
+    @Test
     void aFrameThatDoesNotFitIsRolledBackWithoutTouchingTheRing() throws Exception {
         VirtioNetDevice device = start(new TestFrontend.Options().mergeable(true));
         VirtQueue rx = device.rxQueue();
