@@ -108,9 +108,15 @@ final class Forwarding {
     void forward(SwitchPort src, PacketBatch b, int n) {
         try {
             forwardBurst(src, b, n);
-        } finally {
-            copies.drain();
+        } catch (RuntimeException | Error e) {
+            try {
+                copies.drain();   // the frames enqueued before the failure: their buffers will be published
+            } catch (RuntimeException second) {
+                e.addSuppressed(second);
+            }
+            throw e;
         }
+        copies.drain();
     }
 
     private void forwardBurst(SwitchPort src, PacketBatch b, int n) {

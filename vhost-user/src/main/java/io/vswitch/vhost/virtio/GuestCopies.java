@@ -21,6 +21,8 @@ import java.lang.foreign.MemorySegment;
  *   <li>only unchecked guest memory ({@link GuestMemory#CHECKED} false) defers: every destination was validated
  *       to lie inside one region before it is recorded, and the mapping lives until the pass ends (quiescence);
  *       checked memory, the fault tests' mode, copies at once so that a failure is attributed where it happens;</li>
+ *   <li>not while the guest's dirty log is on (live migration): a page is marked after its bytes land, never before;</li>
+ *   <li>recorded last, once nothing of the frame's enqueue can fail any more (a failed enqueue leaves no copy);</li>
  *   <li>only a frame in one piece whose source stays readable until {@link #drain} (a burst's frames, which live
  *       in the source guest's buffers until the burst is completed, or in an uplink's until its next receive);</li>
  *   <li>{@link #drain} before the burst's source buffers are returned and before any used index or used
@@ -36,6 +38,7 @@ public final class GuestCopies {
     private final long[] destination = new long[CAPACITY];
     private final int[] length = new int[CAPACITY];
     private int count;
+    private RuntimeException overflowFailure;
 
     /** Whether a frame of {@code pieces} pieces may be deferred here (see the rules above). */
     static boolean defers(GuestCopies copies, int pieces) {
@@ -46,7 +49,11 @@ public final class GuestCopies {
     void add(MemorySegment src, long srcOffset, long dst, int n) {
         int c = count;
         if (c == CAPACITY) {
-            drain();
+            try {
+                drain();
+            } catch (RuntimeException e) {
+                overflowFailure = e;   // thrown by the next drain: recording never fails (see the rules above)
+            }
             c = 0;
         }
         if (source[c] != src) {   // burst after burst the same source segment: skip the reference store (GC barrier)
@@ -63,15 +70,33 @@ public final class GuestCopies {
         return count;
     }
 
-    /** Does the copies recorded, in the order they were recorded. */
+    /**
+     * Does the copies recorded, in the order they were recorded. Should one fail (a source that is no longer
+     * readable), the others are still done, and the first failure is thrown at the end: the buffers of the others
+     * are about to be published.
+     */
     public void drain() {
         final int n = count;
+        RuntimeException failed = overflowFailure;
+        overflowFailure = null;
         if (n == 0) {
+            if (failed != null) {
+                throw failed;
+            }
             return;
         }
         count = 0;
         for (int c = 0; c < n; c++) {
-            GuestMemory.copyToGuest(source[c], sourceOffset[c], GuestMemory.EVERYTHING, destination[c], length[c]);
+            try {
+                GuestMemory.copyToGuest(source[c], sourceOffset[c], GuestMemory.EVERYTHING, destination[c], length[c]);
+            } catch (RuntimeException e) {
+                if (failed == null) {
+                    failed = e;
+                }
+            }
+        }
+        if (failed != null) {
+            throw failed;
         }
     }
 }

@@ -586,7 +586,8 @@ final class PackedVirtQueue {
                 return true;
             }
         } catch (RuntimeException e) {
-            // nothing was written to the ring or to our state (writeOneDescriptor stages last)
+            // nothing was written to the ring or to our state (writeOneDescriptor stages last; a deferred copy is
+            // recorded after that, and recording cannot fail)
             if (!PacketBatch.readable(segments, offsets, lengths, first, count)) {
                 throw e;
             }
@@ -761,20 +762,23 @@ final class PackedVirtQueue {
             all.set(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED, host + 8, tail);
         }
         long dst = host + VirtioNetHeader.SIZE;
-        if (GuestCopies.defers(copies, count)) {
-            copies.add(segments[first], offsets[first], dst, lengths[first]);
-        } else {
+        // deferred (see GuestCopies), except while the dirty log is on: a page is marked after its bytes land
+        final DirtyLog log = owner.dirtyLog();
+        final boolean defer = GuestCopies.defers(copies, count) && log == null;
+        if (!defer) {
             for (int i = first, end = first + count; i < end; i++) {
                 final int n = lengths[i];
                 GuestMemory.copyToGuest(segments[i], offsets[i], all, dst, n);
                 dst += n;
             }
         }
-        final DirtyLog log = owner.dirtyLog();
         if (log != null) {
             log.markGuest(addr, needed);
         }
         stageOne(id, (int) needed);
+        if (defer) {
+            copies.add(segments[first], offsets[first], dst, lengths[first]);   // last: nothing after it can fail
+        }
         return true;
     }
 

@@ -792,9 +792,9 @@ public final class VirtQueue {
             all.set(U32, host + 8, tail);
         }
         long dst = host + VirtioNetHeader.SIZE;
-        if (GuestCopies.defers(copies, count)) {
-            copies.add(segments[first], offsets[first], dst, lengths[first]);
-        } else {
+        // deferred (see GuestCopies), except while the dirty log is on: a page is marked after its bytes land
+        final boolean defer = GuestCopies.defers(copies, count) && log == null;
+        if (!defer) {
             for (int i = first, end = first + count; i < end; i++) {
                 final int n = lengths[i];
                 GuestMemory.copyToGuest(segments[i], offsets[i], all, dst, n);
@@ -808,6 +808,9 @@ public final class VirtQueue {
             logUsed(log, usedAt, USED_ELEM_SIZE);
         }
         usedIdx = (usedIdx + 1) & 0xFFFF;
+        if (defer) {
+            copies.add(segments[first], offsets[first], dst, lengths[first]);   // last: nothing after it can fail
+        }
         return true;
     }
 
