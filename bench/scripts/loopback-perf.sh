@@ -25,9 +25,11 @@ wait $lb
 pid=$(sed -n 's/.*vswitch pid \([0-9]*\).*/\1/p' "$work"/run1-vswitch-stats.txt 2>/dev/null | head -1)
 cp /tmp/perf-"$pid".map "$out"/ 2>/dev/null || true
 grep "rep 1" "$out/loopback.txt"
-perf report -q -i "$out/perf.data" --sort sym 2>/dev/null | head -12
-perf script -i "$out/perf.data" -F ip 2>/dev/null | sort | uniq -c | sort -rn | head -6 | while read -r n ip; do
+perf report -q -i "$out/perf.data" --sort sym >"$out/methods.txt" 2>/dev/null || true
+head -12 "$out/methods.txt"
+perf script -i "$out/perf.data" -F ip 2>/dev/null | sort | uniq -c | sort -rn >"$out/instructions.txt" || true
+head -6 "$out/instructions.txt" | while read -r n ip; do
   echo "=== $n samples at 0x$ip"
-  line=$(grep -n "0x0000$ip:" "$out/vm.log" | tail -1 | cut -d: -f1)
-  [[ -n $line ]] && sed -n "$((line - 8)),$((line + 1))p" "$out/vm.log" | cut -c1-150
+  line=$(grep -n "0x0000$ip:" "$out/vm.log" | tail -1 | cut -d: -f1 || true)
+  if [[ -n $line ]]; then sed -n "$((line - 8)),$((line + 1))p" "$out/vm.log" | cut -c1-150; fi
 done
