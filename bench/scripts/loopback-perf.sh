@@ -24,6 +24,8 @@ perf record -q -e cpu-clock -C 1 -o "$out/perf.data" -- sleep 3 >/dev/null 2>&1
 wait $lb
 pid=$(sed -n 's/.*vswitch pid \([0-9]*\).*/\1/p' "$work"/run1-vswitch-stats.txt 2>/dev/null | head -1)
 cp /tmp/perf-"$pid".map "$out"/ 2>/dev/null || true
+rm -f /tmp/perf-"$pid".map
+rm -rf "$work"   # kept by loopback.sh (KEEP_WORK) only for the switch's stats above
 grep "rep 1" "$out/loopback.txt"
 perf report -q -i "$out/perf.data" --sort sym >"$out/methods.txt" 2>/dev/null || true
 head -12 "$out/methods.txt"
