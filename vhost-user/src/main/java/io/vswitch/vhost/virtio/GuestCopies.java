@@ -1,5 +1,6 @@
 package io.vswitch.vhost.virtio;
 
+import io.vswitch.vhost.memory.DirtyLog;
 import io.vswitch.vhost.memory.GuestMemory;
 
 import java.lang.foreign.MemorySegment;
@@ -40,9 +41,12 @@ public final class GuestCopies {
     private int count;
     private RuntimeException overflowFailure;
 
-    /** Whether a frame of {@code pieces} pieces may be deferred here (see the rules above). */
-    static boolean defers(GuestCopies copies, int pieces) {
-        return copies != null && pieces == 1 && !GuestMemory.CHECKED;
+    /**
+     * Whether a frame of {@code pieces} pieces may be deferred here, into a guest whose dirty log is {@code log}
+     * (null: off); see the rules above.
+     */
+    static boolean defers(GuestCopies copies, int pieces, DirtyLog log) {
+        return copies != null && pieces == 1 && log == null && !GuestMemory.CHECKED;
     }
 
     /** Records the copy of {@code n} bytes at {@code srcOffset} of {@code src} to {@code dst} of {@link GuestMemory#EVERYTHING}. */

@@ -762,9 +762,8 @@ final class PackedVirtQueue {
             all.set(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED, host + 8, tail);
         }
         long dst = host + VirtioNetHeader.SIZE;
-        // deferred (see GuestCopies), except while the dirty log is on: a page is marked after its bytes land
         final DirtyLog log = owner.dirtyLog();
-        final boolean defer = GuestCopies.defers(copies, count) && log == null;
+        final boolean defer = GuestCopies.defers(copies, count, log);   // see GuestCopies
         if (!defer) {
             for (int i = first, end = first + count; i < end; i++) {
                 final int n = lengths[i];

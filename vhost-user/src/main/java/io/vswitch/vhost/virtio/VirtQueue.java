@@ -806,8 +806,7 @@ public final class VirtQueue {
             all.set(U32, host + 8, tail);
         }
         long dst = host + VirtioNetHeader.SIZE;
-        // deferred (see GuestCopies), except while the dirty log is on: a page is marked after its bytes land
-        final boolean defer = GuestCopies.defers(copies, count) && log == null;
+        final boolean defer = GuestCopies.defers(copies, count, log);   // see GuestCopies
         if (!defer) {
             for (int i = first, end = first + count; i < end; i++) {
                 final int n = lengths[i];
