@@ -208,6 +208,16 @@ public final class GuestMemory implements AutoCloseable {
         return segments[region];
     }
 
+    /** Region {@code region}'s first guest-physical address. */
+    public long guestStart(int region) {
+        return guestStart[region];
+    }
+
+    /** Region {@code region}'s size in bytes. */
+    public long regionSize(int region) {
+        return size[region];
+    }
+
     public long guestOffset(int region, long gpa) {
         return gpa - guestStart[region];
     }

@@ -7,6 +7,7 @@ import io.vswitch.protocol.EventSuppression;
 import io.vswitch.sys.EventFd;
 import io.vswitch.vhost.memory.DirtyLog;
 import io.vswitch.vhost.memory.GuestMemory;
+import io.vswitch.vhost.memory.RegionCache;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
@@ -57,6 +58,8 @@ final class PackedVirtQueue {
     private long ringBase;
     /** Where descriptors are translated: replaced while published when regions come and go (VirtQueue.replaceMemory). */
     private volatile GuestMemory memory;
+    /** The fast paths' translation of buffer addresses (the worker's; see RegionCache). */
+    private final RegionCache regions = new RegionCache();
     private boolean eventIdx;
     private boolean mergeable;
     private boolean inOrder;
@@ -166,6 +169,7 @@ final class PackedVirtQueue {
 
     void unconfigure() {
         memory = null;
+        regions.clear();
         ring = null;
         chains = 0;
         staged = 0;
@@ -442,12 +446,11 @@ final class PackedVirtQueue {
             return false;
         }
         final long addr = PackedDescriptor.addr(GuestMemory.direct(ring), at);
-        final GuestMemory mem = memory;
-        final int region = mem.findGuest(addr, length);
-        if (region < 0) {
+        final long host = regions.host(memory, addr, length);
+        if (host < 0) {
             return false;
         }
-        batch.addGuestFrame(id, mem.dataSegment(region), mem.hostAddress(region, addr), length);
+        batch.addGuestFrame(id, GuestMemory.direct(regions.segment()), host, length);
         chainId[chains] = id;
         chainDescs[chains] = 1;
         chains++;
@@ -741,15 +744,13 @@ final class PackedVirtQueue {
             return false;
         }
         final long addr = PackedDescriptor.addr(GuestMemory.direct(ring), at);
-        final GuestMemory mem = memory;
-        final int region = mem.findGuest(addr, length);   // the whole buffer, as the general walk checks it
-        if (region < 0) {
+        final long host = regions.host(memory, addr, length);   // the whole buffer, as the general walk checks it
+        if (host < 0) {
             return false;
         }
         // written out here, not shared with VirtQueue's: a shared static helper cost this path 1.8 ns per frame
         // (PackedVirtQueueBenchmark.rx, 5 alternated rounds), an inlining decision in this large method
-        final long host = mem.hostAddress(region, addr);
-        final MemorySegment all = mem.dataSegment(region);
+        final MemorySegment all = GuestMemory.direct(regions.segment());
         // The header is stored only where it differs from what the buffer already holds (DPDK's
         // ASSIGN_UNLESS_EQUAL): a recycled buffer usually holds the very header we wrote last time, and the
         // driver has read it since, so its line is shared with the driver's core; a store would take it back

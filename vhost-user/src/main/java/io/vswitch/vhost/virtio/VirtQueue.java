@@ -4,6 +4,7 @@ import io.vswitch.protocol.VirtioNetHeader;
 import io.vswitch.sys.EventFd;
 import io.vswitch.vhost.memory.DirtyLog;
 import io.vswitch.vhost.memory.GuestMemory;
+import io.vswitch.vhost.memory.RegionCache;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -79,6 +80,8 @@ public final class VirtQueue {
 
     // the chain being read (see beginChain / nextDescriptor)
     private final DescriptorChain chain = new DescriptorChain();
+    /** The fast paths' translation of buffer addresses (the worker's; see RegionCache). */
+    private final RegionCache regions = new RegionCache();
 
     // counters: written by the owning worker only, read by anyone (64-bit writes are atomic)
     public long callsSent;
@@ -199,6 +202,7 @@ public final class VirtQueue {
     public void unconfigure() {
         packedRing.unconfigure();   // keeps its position (and packed stays set) for GET_VRING_BASE
         memory = null;
+        regions.clear();
         desc = null;
         avail = null;
         used = null;
@@ -496,12 +500,11 @@ public final class VirtQueue {
             return false;
         }
         final long bufferAddr = d.get(U64, at + DESC_ADDR);
-        final GuestMemory mem = memory;
-        final int region = mem.findGuest(bufferAddr, length);
-        if (region < 0) {
+        final long host = regions.host(memory, bufferAddr, length);
+        if (host < 0) {
             return false;
         }
-        batch.addGuestFrame(head, mem.dataSegment(region), mem.hostAddress(region, bufferAddr), length);
+        batch.addGuestFrame(head, GuestMemory.direct(regions.segment()), host, length);
         return true;
     }
 
@@ -788,13 +791,11 @@ public final class VirtQueue {
             return false;
         }
         final long bufferAddr = d.get(U64, at + DESC_ADDR);
-        final GuestMemory mem = memory;
-        final int region = mem.findGuest(bufferAddr, length);   // the whole buffer, as the general walk checks it
-        if (region < 0) {
+        final long host = regions.host(memory, bufferAddr, length);   // the whole buffer, as the general walk checks it
+        if (host < 0) {
             return false;
         }
-        final long host = mem.hostAddress(region, bufferAddr);
-        final MemorySegment all = mem.dataSegment(region);
+        final MemorySegment all = GuestMemory.direct(regions.segment());
         // stored only where it differs from what the buffer holds (DPDK's ASSIGN_UNLESS_EQUAL): a recycled
         // buffer usually holds the header we wrote last time, read by the driver since; a store would take
         // that shared line back from the driver's core, a load does not (see PackedVirtQueue's fast path)
