@@ -414,7 +414,8 @@ public final class VirtQueue {
             int head = 0;
             for (int i = 0; i < n; i++) {
                 head = ar.get(U16, availBase + AVAIL_RING + (long) AVAIL_ELEM_SIZE * (next & m)) & 0xFFFF;
-                if (!readTxChain(head, batch)) {
+                // the usual chain here, inlined; the general walk (a call) for anything else
+                if (!(head < size && readOneDescriptor(head, batch)) && !readTxChain(head, batch)) {
                     batch.clear();
                     return 0;
                 }
@@ -430,10 +431,8 @@ public final class VirtQueue {
         }
     }
 
+    /** The general walk of a TX chain (after {@link #readOneDescriptor} declined it): drops and faults included. */
     private boolean readTxChain(int head, PacketBatch batch) {
-        if (head < size && readOneDescriptor(head, batch)) {
-            return true;
-        }
         if (!beginChain(head)) {
             return false;
         }
@@ -636,12 +635,40 @@ public final class VirtQueue {
         return enqueueSplit(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, copies);
     }
 
-    /** {@link #enqueue(MemorySegment[], long[], int[], int, int, int, long, int)} on the split ring. */
+    /**
+     * {@link #enqueue(MemorySegment[], long[], int[], int, int, int, long, int)} on the split ring. Small on purpose
+     * (inlined into the caller with {@link #writeOneDescriptor}): the usual buffer, the next one the driver made
+     * available since we last read avail.idx, is taken here; anything else by {@link #enqueueSplitWalk}, which
+     * reads the same head again (the fast path changes nothing when it declines).
+     */
     private boolean enqueueSplit(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
                                  long headerWord, int csumOffset, GuestCopies copies) {
         if (avail == null || fault != QueueFault.NONE) {
             return false;
         }
+        final int next = lastAvail;
+        if (availCache != next) {
+            try {
+                final int head = GuestMemory.direct(avail).get(U16, availBase + AVAIL_RING + (long) AVAIL_ELEM_SIZE * (next & mask)) & 0xFFFF;
+                if (head < size
+                        && writeOneDescriptor(head, segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, dirtyLog, copies)) {
+                    lastAvail = (next + 1) & 0xFFFF;
+                    return true;
+                }
+            } catch (RuntimeException e) {
+                // nothing was written to our state (writeOneDescriptor stages and records its copy last)
+                if (!PacketBatch.readable(segments, offsets, lengths, first, count)) {
+                    throw e;   // the source's memory failed, not ours: the caller faults the source
+                }
+                return fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
+            }
+        }
+        return enqueueSplitWalk(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, copies);
+    }
+
+    /** The general walk of {@link #enqueueSplit}: chains, indirect tables, frames over several buffers, and every fault. */
+    private boolean enqueueSplitWalk(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
+                                     long headerWord, int csumOffset, GuestCopies copies) {
         final MemorySegment a = GuestMemory.direct(avail);
         final MemorySegment u = GuestMemory.direct(used);
         final int startAvail = lastAvail;
@@ -796,9 +823,36 @@ public final class VirtQueue {
             return false;
         }
         final MemorySegment all = GuestMemory.direct(regions.segment());
-        // stored only where it differs from what the buffer holds (DPDK's ASSIGN_UNLESS_EQUAL): a recycled
-        // buffer usually holds the header we wrote last time, read by the driver since; a store would take
-        // that shared line back from the driver's core, a load does not (see PackedVirtQueue's fast path)
+        storeRxHeader(all, host, headerWord, csumOffset);
+        final long dst = host + VirtioNetHeader.SIZE;
+        final boolean defer = GuestCopies.defers(copies, count, log);   // see GuestCopies
+        if (!defer) {
+            copyFrame(segments, offsets, lengths, first, count, all, dst);
+        }
+        final int slot = usedIdx & mask;
+        final int s = stagedUsed;
+        if (s < stagedUsedSlot.length && log == null) {
+            stagedUsedSlot[s] = slot;
+            stagedUsedValue[s] = usedElement(head, (int) needed);
+            stagedUsed = s + 1;
+        } else {
+            writeUsedNow(slot, usedElement(head, (int) needed), log, bufferAddr, needed);
+        }
+        usedIdx = (usedIdx + 1) & 0xFFFF;
+        if (defer) {
+            copies.add(segments[first], offsets[first], dst, lengths[first]);   // last: nothing after it can fail
+        }
+        return true;
+    }
+
+    /**
+     * The virtio-net header of a frame received in one buffer (num_buffers 1) at {@code host} of {@code all} (a
+     * {@link GuestMemory#direct} segment), both rings' fast paths. Each field is stored only where it differs
+     * from what the buffer holds (DPDK's ASSIGN_UNLESS_EQUAL): a recycled buffer usually holds the header we
+     * wrote last time, read by the driver since; a store would take that shared line back from the driver's
+     * core (one line transfer per frame), a load of a shared line does not.
+     */
+    static void storeRxHeader(MemorySegment all, long host, long headerWord, int csumOffset) {
         final int tail = (csumOffset & 0xFFFF) | 1 << 16;   // csum_offset, num_buffers = 1
         if (all.get(U64, host) != headerWord) {
             all.set(U64, host, headerWord);
@@ -806,34 +860,33 @@ public final class VirtQueue {
         if (all.get(U32, host + 8) != tail) {
             all.set(U32, host + 8, tail);
         }
-        long dst = host + VirtioNetHeader.SIZE;
-        final boolean defer = GuestCopies.defers(copies, count, log);   // see GuestCopies
-        if (!defer) {
-            for (int i = first, end = first + count; i < end; i++) {
-                final int n = lengths[i];
-                GuestMemory.copyToGuest(segments[i], offsets[i], all, dst, n);
-                dst += n;
-            }
+    }
+
+    /**
+     * The frame's pieces copied one after the other into guest memory at {@code dst} of {@code all} (a
+     * {@link GuestMemory#direct} segment). Apart from {@link #writeOneDescriptor} to keep that one small enough to
+     * be inlined (325 bytecodes); small itself, inlined where it is hot.
+     */
+    private static void copyFrame(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count,
+                                  MemorySegment all, long dst) {
+        for (int i = first, end = first + count; i < end; i++) {
+            final int n = lengths[i];
+            GuestMemory.copyToGuest(segments[i], offsets[i], all, dst, n);
+            dst += n;
         }
-        final int slot = usedIdx & mask;
+    }
+
+    /**
+     * The fast path's used element written at once rather than staged (the staging is full, or the dirty log is
+     * on: then it is marked after it lands, with the buffer written at {@code bufferAddr}).
+     */
+    private void writeUsedNow(int slot, long element, DirtyLog log, long bufferAddr, long written) {
         final long usedAt = USED_RING + (long) USED_ELEM_SIZE * slot;
-        final int s = stagedUsed;
-        if (s < stagedUsedSlot.length && log == null) {   // while logging, written now: marked after it lands
-            stagedUsedSlot[s] = slot;
-            stagedUsedValue[s] = usedElement(head, (int) needed);
-            stagedUsed = s + 1;
-        } else {
-            GuestMemory.direct(used).set(U64, usedBase + usedAt, usedElement(head, (int) needed));
-        }
+        GuestMemory.direct(used).set(U64, usedBase + usedAt, element);
         if (log != null) {
-            log.markGuest(bufferAddr, needed);
+            log.markGuest(bufferAddr, written);
             logUsed(log, usedAt, USED_ELEM_SIZE);
         }
-        usedIdx = (usedIdx + 1) & 0xFFFF;
-        if (defer) {
-            copies.add(segments[first], offsets[first], dst, lengths[first]);   // last: nothing after it can fail
-        }
-        return true;
     }
 
     /** A used ring element {id, len} as one little-endian 8-byte store. */
