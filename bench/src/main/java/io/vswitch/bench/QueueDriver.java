@@ -86,8 +86,13 @@ public final class QueueDriver {
      * (a driver that keeps them apart).
      */
     public void txBuffers(int frameLength, int bufferSize, boolean indirect) {
+        txBuffers(frameLength, bufferSize, bufferSize, indirect);
+    }
+
+    /** As {@link #txBuffers(int, int, boolean)}, the buffers {@code stride} bytes apart (at least {@code bufferSize}). */
+    public void txBuffers(int frameLength, int bufferSize, int stride, boolean indirect) {
         for (int i = 0; i < size; i++) {
-            long buf = guest.alloc(bufferSize, 64);
+            long buf = guest.alloc(Math.max(stride, bufferSize), 64);
             bufferOffset[i] = buf;
             if (indirect) {
                 long table = guest.alloc(2L * DESC_SIZE, 16);
@@ -105,6 +110,11 @@ public final class QueueDriver {
      * {@code indirect} an indirect table of two, a 12-byte header and {@code bufferSize} bytes of data.
      */
     public void rxBuffers(int bufferSize, boolean indirect) {
+        rxBuffers(bufferSize, bufferSize, indirect);
+    }
+
+    /** As {@link #rxBuffers(int, boolean)}, the buffers {@code stride} bytes apart (at least their size). */
+    public void rxBuffers(int bufferSize, int stride, boolean indirect) {
         for (int i = 0; i < size; i++) {
             if (indirect) {
                 long buf = guest.alloc(VirtioNetHeader.SIZE + (long) bufferSize, 64);
@@ -114,7 +124,7 @@ public final class QueueDriver {
                 desc(table, 1, guest.gpa(buf + VirtioNetHeader.SIZE), bufferSize, DESC_F_WRITE, 0);
                 desc(descOffset, i, guest.gpa(table), 2 * DESC_SIZE, DESC_F_INDIRECT, 0);
             } else {
-                long buf = guest.alloc(bufferSize, 64);
+                long buf = guest.alloc(Math.max(stride, bufferSize), 64);
                 bufferOffset[i] = buf;
                 desc(descOffset, i, guest.gpa(buf), bufferSize, DESC_F_WRITE, 0);
             }

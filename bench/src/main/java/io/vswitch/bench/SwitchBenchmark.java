@@ -67,6 +67,16 @@ public class SwitchBenchmark {
     @Param({"1", "64"})
     public int hosts;
 
+    /**
+     * Bytes from one guest buffer to the next. 2048: every buffer starts at a multiple of 2 KiB, so all the
+     * headers and first frame lines fall into two of the L1 cache's 64 sets (16 lines for every buffer of every
+     * ring); the benchmark's layout up to session 8. 2368: the spacing of testpmd's mbufs (a mempool element: 64 B
+     * header, 128 B {@code rte_mbuf}, 2176 B data room), whose lines spread over all the sets, as a real
+     * driver's buffers do.
+     */
+    @Param({"2048"})
+    public int stride;
+
     private SyntheticGuests guests;
     private Worker worker;
     private QueueDriver[] txDrivers;
@@ -99,7 +109,7 @@ public class SwitchBenchmark {
         int[] limits = new int[ports];
         java.util.Arrays.fill(limits, 1024);
         MacTable macTable = learning ? new MacTable(4096, 300_000, limits) : null;
-        guests = new SyntheticGuests("vswitch-bench", ports, hosts, learning, FEATURES, i -> 0);
+        guests = new SyntheticGuests("vswitch-bench", ports, hosts, learning, FEATURES, i -> 0, stride);
         txDrivers = guests.tx;
         rxDrivers = guests.rx;
         worker = new Worker(0, learning, macTable, guests.ports, BURST, null, 1, guests.counters, NotifyMode.POLL, 1000);

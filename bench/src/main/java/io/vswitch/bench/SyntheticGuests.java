@@ -43,6 +43,12 @@ final class SyntheticGuests implements AutoCloseable {
      */
     SyntheticGuests(String name, int n, int hosts, boolean learning, long features, IntUnaryOperator workerOf)
             throws IOException {
+        this(name, n, hosts, learning, features, workerOf, BUFFER);
+    }
+
+    /** As above, each guest's buffers {@code stride} bytes apart (at least {@link #BUFFER}; see SwitchBenchmark's {@code stride}). */
+    SyntheticGuests(String name, int n, int hosts, boolean learning, long features, IntUnaryOperator workerOf, int stride)
+            throws IOException {
         if (n < 2 || n % 2 != 0) {
             throw new IllegalArgumentException("ports must be an even number >= 2: " + n);
         }
@@ -61,8 +67,8 @@ final class SyntheticGuests implements AutoCloseable {
             rams[i] = ram;
             QueueDriver r = new QueueDriver(ram, QUEUE_SIZE);
             QueueDriver t = new QueueDriver(ram, QUEUE_SIZE);
-            r.rxBuffers(BUFFER, false);
-            t.txBuffers(FRAME, BUFFER, false);
+            r.rxBuffers(BUFFER, stride, false);
+            t.txBuffers(FRAME, BUFFER, stride, false);
             for (int head = 0; head < QUEUE_SIZE; head++) {
                 t.writeEthernet(head, mac(i ^ 1, head % hosts), mac(i, head % hosts), 0x0800);
             }
