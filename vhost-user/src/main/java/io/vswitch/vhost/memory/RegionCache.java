@@ -6,9 +6,10 @@ import java.lang.foreign.MemorySegment;
  * One queue's cache of the guest memory region that answered its last lookup: the fast paths' translation of a
  * descriptor's guest-physical range into a host address without going through {@link GuestMemory}'s arrays.
  *
- * <p>Owned by one thread (the queue's worker): its fields are plain and never shared, so they are never seen
- * torn (unlike {@link GuestMemory}'s hint, which workers share and which is therefore only an index, checked
- * against the arrays). The cached region belongs to the {@link GuestMemory} it was found in, and it answers
+ * <p>Used by one thread at a time, like the rest of a queue's data-path state: the queue's worker while the queue
+ * is published, the control thread ({@link #clear}, from {@code unconfigure}) only while it is not. Its fields are
+ * plain and never raced on, so they are never seen torn (unlike {@link GuestMemory}'s hint, which workers share and
+ * which is therefore only an index, checked against the arrays). The cached region belongs to the {@link GuestMemory} it was found in, and it answers
  * only for that memory: a queue whose memory is replaced ({@code replaceMemory}) misses once and looks the range
  * up in the new memory. A hit is the same range check {@link GuestMemory#findGuest} does, on the same numbers.
  *

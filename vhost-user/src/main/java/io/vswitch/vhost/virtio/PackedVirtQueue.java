@@ -748,15 +748,15 @@ final class PackedVirtQueue {
         if (host < 0) {
             return false;
         }
-        // written out here, not shared with VirtQueue's: a shared static helper cost this path 1.8 ns per frame
-        // (PackedVirtQueueBenchmark.rx, 5 alternated rounds), an inlining decision in this large method
+        // the header store and the copy are VirtQueue's small static helpers: this method must stay under C2's
+        // 325 bytecodes for hot callees, or every frame pays a call (bench/RESULTS.md, sessions 7 and 9)
         final MemorySegment all = GuestMemory.direct(regions.segment());
         VirtQueue.storeRxHeader(all, host, headerWord, csumOffset);   // only where it differs (see there)
         final long dst = host + VirtioNetHeader.SIZE;
         final DirtyLog log = owner.dirtyLog();
         final boolean defer = GuestCopies.defers(copies, count, log);   // see GuestCopies
         if (!defer) {
-            copyFrame(segments, offsets, lengths, first, count, all, dst);
+            VirtQueue.copyFrame(segments, offsets, lengths, first, count, all, dst);
             if (log != null) {
                 log.markGuest(addr, needed);
             }
@@ -766,20 +766,6 @@ final class PackedVirtQueue {
             copies.add(segments[first], offsets[first], dst, lengths[first]);   // last: nothing after it can fail
         }
         return true;
-    }
-
-    /**
-     * The frame's pieces copied one after the other into guest memory at {@code dst} of {@code all} (a
-     * {@link GuestMemory#direct} segment). Apart from {@link #writeOneDescriptor} to keep that one small enough to
-     * be inlined (325 bytecodes); small itself, inlined where it is hot.
-     */
-    private static void copyFrame(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count,
-                                  MemorySegment all, long dst) {
-        for (int i = first, end = first + count; i < end; i++) {
-            final int n = lengths[i];
-            GuestMemory.copyToGuest(segments[i], offsets[i], all, dst, n);
-            dst += n;
-        }
     }
 
     /** Stages the used descriptor of a one-descriptor buffer just written and moves the avail position past it. */

@@ -647,7 +647,8 @@ public final class VirtQueue {
             return false;
         }
         final int next = lastAvail;
-        if (availCache != next) {
+        final boolean tried = availCache != next;
+        if (tried) {
             try {
                 final int head = GuestMemory.direct(avail).get(U16, availBase + AVAIL_RING + (long) AVAIL_ELEM_SIZE * (next & mask)) & 0xFFFF;
                 if (head < size
@@ -663,12 +664,15 @@ public final class VirtQueue {
                 return fail(QueueFault.MEMORY_GONE, String.valueOf(e.getMessage()));
             }
         }
-        return enqueueSplitWalk(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, copies);
+        return enqueueSplitWalk(segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, copies, tried);
     }
 
-    /** The general walk of {@link #enqueueSplit}: chains, indirect tables, frames over several buffers, and every fault. */
+    /**
+     * The general walk of {@link #enqueueSplit}: chains, indirect tables, frames over several buffers, and every
+     * fault. {@code fastTried}: the fast path already declined the first head (not tried again on it).
+     */
     private boolean enqueueSplitWalk(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count, int frameLength,
-                                     long headerWord, int csumOffset, GuestCopies copies) {
+                                     long headerWord, int csumOffset, GuestCopies copies, boolean fastTried) {
         final MemorySegment a = GuestMemory.direct(avail);
         final MemorySegment u = GuestMemory.direct(used);
         final int startAvail = lastAvail;
@@ -702,7 +706,7 @@ public final class VirtQueue {
                 }
                 int head = a.get(U16, availBase + AVAIL_RING + (long) AVAIL_ELEM_SIZE * (lastAvail & m)) & 0xFFFF;
                 lastAvail = (lastAvail + 1) & 0xFFFF;
-                if (buffers == 0 && head < size
+                if (buffers == 0 && !fastTried && head < size
                         && writeOneDescriptor(head, segments, offsets, lengths, first, count, frameLength, headerWord, csumOffset, log, copies)) {
                     return true;
                 }
@@ -864,10 +868,11 @@ public final class VirtQueue {
 
     /**
      * The frame's pieces copied one after the other into guest memory at {@code dst} of {@code all} (a
-     * {@link GuestMemory#direct} segment). Apart from {@link #writeOneDescriptor} to keep that one small enough to
-     * be inlined (325 bytecodes); small itself, inlined where it is hot.
+     * {@link GuestMemory#direct} segment), both rings' fast paths. Apart from their {@code writeOneDescriptor} to keep
+     * those small enough to be inlined (325 bytecodes); small itself, inlined where it is hot (the usual frame's copy
+     * is deferred to {@link GuestCopies} instead).
      */
-    private static void copyFrame(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count,
+    static void copyFrame(MemorySegment[] segments, long[] offsets, int[] lengths, int first, int count,
                                   MemorySegment all, long dst) {
         for (int i = first, end = first + count; i < end; i++) {
             final int n = lengths[i];

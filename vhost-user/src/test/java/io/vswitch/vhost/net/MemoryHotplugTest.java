@@ -104,6 +104,35 @@ class MemoryHotplugTest {
     }
 
     @Test
+    void aRemovedRegionIsNeverTranslatedFromTheQueuesCache() throws Exception {
+        try (PortFixture fx = new PortFixture(dir); HeldWorker worker = new HeldWorker()) {
+            VirtioNetDevice device = fx.device();
+            device.setQuiescence(worker.epoch());
+            TestFrontend fe = fx.connectAndSetUp();
+            Region low = half(fe, 0);
+            Region high = half(fe, 1);
+            setMemTable(fe, low, high);
+            // the transmit queue's fast path last found the high region (its RegionCache holds it)
+            assertTransmits(fe, device, high.guestPhysAddr() + PAGE, "the high region");
+            MemoryRegion highRegion = device.memory().region(1);
+            assertEquals(0, send(fe, VhostUserRequest.REM_MEM_REG, memReg(high)), "REM_MEM_REG acked");
+            assertFalse(highRegion.isMapped());
+
+            // a frame in the removed region: refused as outside guest memory, never read through the cache
+            // (an unchecked read of the unmapped region would crash the JVM, not fail this test quietly)
+            byte[] all = new byte[HEADER + 60];
+            int id = fe.takeDescriptor(TX);
+            fe.writeDescriptor(TX, id, high.guestPhysAddr() + 2 * PAGE, all.length, 0, 0);
+            fe.publish(TX, id);
+            PacketBatch batch = new PacketBatch(4);
+            assertEquals(0, device.txQueue().dequeueBurst(batch));
+            assertEquals(io.vswitch.vhost.virtio.QueueFault.ADDRESS_OUT_OF_MEMORY, device.txQueue().fault(),
+                    device.txQueue().faultDetail());
+            fx.disconnectAndAssertReleased(fe);
+        }
+    }
+
+    @Test
     void removingTheRegionThatHoldsTheRingsStopsTheDevice() throws Exception {
         try (PortFixture fx = new PortFixture(dir); HeldWorker worker = new HeldWorker()) {
             VirtioNetDevice device = fx.device();
