@@ -30,6 +30,13 @@ import static io.vswitch.protocol.SplitRing.*;
 public final class VirtQueue {
     private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED;
     private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED;
+    /**
+     * Loads {@link DirtyLog} with this class. C2 does not inline a method whose signature names a class that is not
+     * loaded yet ("unloaded signature classes" in -XX:+PrintInlining), and DirtyLog, in the signatures of both rings'
+     * fast paths, is otherwise loaded only when a migration first turns the log on: until then every frame called
+     * them (bench/RESULTS.md, session 9).
+     */
+    private static final Class<?> FAST_PATH_SIGNATURES = DirtyLog.class;
     private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT_UNALIGNED;
     private static final VarHandle U16_ATOMIC = ValueLayout.JAVA_SHORT.varHandle();
 
