@@ -3,7 +3,11 @@ package io.vswitch.vhost.virtio;
 import io.vswitch.vhost.memory.DirtyLog;
 import io.vswitch.vhost.memory.GuestMemory;
 
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.VectorSpecies;
+
 import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
 
 /**
  * Frame copies into guests' receive buffers, recorded while a burst is enqueued and done together when it ends
@@ -16,6 +20,15 @@ import java.lang.foreign.MemorySegment;
  * stops it once per frame or two; copying the burst's frames in one tight loop keeps a dozen of these lines in
  * flight at once. Measured in the packed-ring loopback with the two cores far apart (about 500 ns per line
  * transfer): 5.2 to 7.3-7.6 Mpps (bench/RESULTS.md, session 8).
+ *
+ * <p>How. Each copy of 32 bytes or more is done with 32-byte vector loads and stores ({@code jdk.incubator.vector},
+ * one {@code vmovdqu} pair per 32 bytes; a length that is not a multiple of 32 ends with one more block that
+ * overlaps the one before). {@link MemorySegment#copy} goes through a runtime stub instead: a call, the stack
+ * spills around it and two stores of the thread's unsafe-access flag, so that a 64-byte frame took about 7
+ * stores instead of 2. Waiting behind the first store whose line is still on its way, those stores fill the
+ * store queue after a handful of frames, and the handful is how many line transfers overlap. Measured in the
+ * packed-ring loopback (bench/RESULTS.md, session 10). Shorter copies go through {@link GuestMemory#copyToGuest}.
+ * {@code -Dvswitch.vectorCopy=false} turns the vector copy off (for comparisons).
  *
  * <p>Rules, which {@link VirtQueue#enqueue(PacketBatch, int, long, int, GuestCopies)} and its caller keep:
  * <ul>
@@ -33,6 +46,12 @@ import java.lang.foreign.MemorySegment;
 public final class GuestCopies {
     /** Copies held at most; one more drains the ones held first (the order of copies to distinct buffers is free). */
     public static final int CAPACITY = 256;
+    /** The vector copy's block: 32 bytes, one AVX2 register (see "How" above). */
+    private static final VectorSpecies<Byte> V = ByteVector.SPECIES_256;
+    private static final int V_BYTES = 32;
+    /** Only where the CPU has 32-byte vectors (else the JVM would emulate them, slowly and allocating). */
+    private static final boolean VECTOR = Boolean.parseBoolean(System.getProperty("vswitch.vectorCopy", "true"))
+            && ByteVector.SPECIES_PREFERRED.vectorByteSize() >= V_BYTES;
 
     private final MemorySegment[] source = new MemorySegment[CAPACITY];
     private final long[] sourceOffset = new long[CAPACITY];
@@ -69,6 +88,19 @@ public final class GuestCopies {
         count = c + 1;
     }
 
+    /** Copies {@code len} (at least 32) bytes from {@code srcOffset} of {@code src} to {@code dst} of {@link GuestMemory#EVERYTHING}. */
+    private static void copyVectors(MemorySegment src, long srcOffset, long dst, int len) {
+        final ByteOrder order = ByteOrder.nativeOrder();
+        int k = 0;
+        for (; k <= len - V_BYTES; k += V_BYTES) {
+            ByteVector.fromMemorySegment(V, src, srcOffset + k, order).intoMemorySegment(GuestMemory.EVERYTHING, dst + k, order);
+        }
+        if (k < len) {
+            k = len - V_BYTES;
+            ByteVector.fromMemorySegment(V, src, srcOffset + k, order).intoMemorySegment(GuestMemory.EVERYTHING, dst + k, order);
+        }
+    }
+
     /** Copies held, not yet done. */
     public int pending() {
         return count;
@@ -92,7 +124,18 @@ public final class GuestCopies {
         count = 0;
         for (int c = 0; c < n; c++) {
             try {
-                GuestMemory.copyToGuest(source[c], sourceOffset[c], GuestMemory.EVERYTHING, destination[c], length[c]);
+                final MemorySegment src = source[c];
+                final int len = length[c];
+                final long dst = destination[c];
+                if (VECTOR && len >= V_BYTES) {
+                    if (src == GuestMemory.EVERYTHING) {
+                        copyVectors(GuestMemory.EVERYTHING, sourceOffset[c], dst, len);
+                    } else {
+                        copyVectors(src, sourceOffset[c], dst, len);
+                    }
+                } else {
+                    GuestMemory.copyToGuest(src, sourceOffset[c], GuestMemory.EVERYTHING, dst, len);
+                }
             } catch (RuntimeException e) {
                 if (failed == null) {
                     failed = e;
