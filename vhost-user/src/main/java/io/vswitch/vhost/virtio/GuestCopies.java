@@ -3,11 +3,7 @@ package io.vswitch.vhost.virtio;
 import io.vswitch.vhost.memory.DirtyLog;
 import io.vswitch.vhost.memory.GuestMemory;
 
-import jdk.incubator.vector.ByteVector;
-import jdk.incubator.vector.VectorSpecies;
-
 import java.lang.foreign.MemorySegment;
-import java.nio.ByteOrder;
 
 /**
  * Frame copies into guests' receive buffers, recorded while a burst is enqueued and done together when it ends
@@ -24,11 +20,12 @@ import java.nio.ByteOrder;
  * <p>How. Each copy of 32 bytes or more is done with 32-byte vector loads and stores ({@code jdk.incubator.vector},
  * one {@code vmovdqu} pair per 32 bytes; a length that is not a multiple of 32 ends with one more block that
  * overlaps the one before). {@link MemorySegment#copy} goes through a runtime stub instead: a call, the stack
- * spills around it and two stores of the thread's unsafe-access flag, so that a 64-byte frame took about 7
- * stores instead of 2. Waiting behind the first store whose line is still on its way, those stores fill the
+ * spills around it and two stores of the thread's unsafe-access flag, so that a 64-byte frame took about 6
+ * stores instead of the stub's 2. Waiting behind the first store whose line is still on its way, those stores fill the
  * store queue after a handful of frames, and the handful is how many line transfers overlap. Measured in the
- * packed-ring loopback (bench/RESULTS.md, session 10). Shorter copies go through {@link GuestMemory#copyToGuest}.
- * {@code -Dvswitch.vectorCopy=false} turns the vector copy off (for comparisons).
+ * packed-ring loopback (bench/RESULTS.md, session 10). Shorter copies go through {@link GuestMemory#copyToGuest},
+ * and so does every copy in a JVM without the module ({@code --add-modules jdk.incubator.vector}, in jvm.options)
+ * or without 32-byte vectors, or with {@code -Dvswitch.vectorCopy=false} (for comparisons).
  *
  * <p>Rules, which {@link VirtQueue#enqueue(PacketBatch, int, long, int, GuestCopies)} and its caller keep:
  * <ul>
@@ -46,12 +43,10 @@ import java.nio.ByteOrder;
 public final class GuestCopies {
     /** Copies held at most; one more drains the ones held first (the order of copies to distinct buffers is free). */
     public static final int CAPACITY = 256;
-    /** The vector copy's block: 32 bytes, one AVX2 register (see "How" above). */
-    private static final VectorSpecies<Byte> V = ByteVector.SPECIES_256;
-    private static final int V_BYTES = 32;
-    /** Only where the CPU has 32-byte vectors (else the JVM would emulate them, slowly and allocating). */
-    private static final boolean VECTOR = Boolean.parseBoolean(System.getProperty("vswitch.vectorCopy", "true"))
-            && ByteVector.SPECIES_PREFERRED.vectorByteSize() >= V_BYTES;
+    /** Whether copies of {@link VectorCopy#BYTES} bytes or more are done by {@link VectorCopy} (see "How" above). */
+    static final boolean VECTOR = Boolean.parseBoolean(System.getProperty("vswitch.vectorCopy", "true"))
+            && ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent()   // before VectorCopy is touched
+            && VectorCopy.usable();
 
     private final MemorySegment[] source = new MemorySegment[CAPACITY];
     private final long[] sourceOffset = new long[CAPACITY];
@@ -88,19 +83,6 @@ public final class GuestCopies {
         count = c + 1;
     }
 
-    /** Copies {@code len} (at least 32) bytes from {@code srcOffset} of {@code src} to {@code dst} of {@link GuestMemory#EVERYTHING}. */
-    private static void copyVectors(MemorySegment src, long srcOffset, long dst, int len) {
-        final ByteOrder order = ByteOrder.nativeOrder();
-        int k = 0;
-        for (; k <= len - V_BYTES; k += V_BYTES) {
-            ByteVector.fromMemorySegment(V, src, srcOffset + k, order).intoMemorySegment(GuestMemory.EVERYTHING, dst + k, order);
-        }
-        if (k < len) {
-            k = len - V_BYTES;
-            ByteVector.fromMemorySegment(V, src, srcOffset + k, order).intoMemorySegment(GuestMemory.EVERYTHING, dst + k, order);
-        }
-    }
-
     /** Copies held, not yet done. */
     public int pending() {
         return count;
@@ -127,11 +109,11 @@ public final class GuestCopies {
                 final MemorySegment src = source[c];
                 final int len = length[c];
                 final long dst = destination[c];
-                if (VECTOR && len >= V_BYTES) {
+                if (VECTOR && len >= VectorCopy.BYTES) {
                     if (src == GuestMemory.EVERYTHING) {
-                        copyVectors(GuestMemory.EVERYTHING, sourceOffset[c], dst, len);
+                        VectorCopy.copy(GuestMemory.EVERYTHING, sourceOffset[c], dst, len);
                     } else {
-                        copyVectors(src, sourceOffset[c], dst, len);
+                        VectorCopy.copy(src, sourceOffset[c], dst, len);
                     }
                 } else {
                     GuestMemory.copyToGuest(src, sourceOffset[c], GuestMemory.EVERYTHING, dst, len);

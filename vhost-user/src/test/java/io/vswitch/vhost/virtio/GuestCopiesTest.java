@@ -1,16 +1,24 @@
 package io.vswitch.vhost.virtio;
 
+import io.vswitch.testing.JvmFlags;
 import io.vswitch.vhost.memory.GuestMemory;
+import jdk.incubator.vector.ByteVector;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 /**
@@ -18,7 +26,9 @@ import static org.junit.jupiter.api.Assertions.fail;
  * ones (the vector copy's whole blocks, its overlapping last block, and the short frames it leaves to
  * {@link GuestMemory#copyToGuest}), from a guest's memory ({@link GuestMemory#EVERYTHING}) and from a segment of
  * its own (an uplink's buffer), with the bytes around every destination untouched; past the capacity the
- * copies held first are done first; a source that is gone fails the drain after the others were done.
+ * copies held first are done first; a source that is gone fails the drain after the others were done. The vector
+ * copy is on in a JVM with jvm.options on a CPU with 32-byte vectors, and a JVM without the vector module still
+ * copies (through {@link GuestMemory#copyToGuest}) instead of failing to load the class.
  */
 class GuestCopiesTest {
     private static final int GUARD = 64;
@@ -134,6 +144,51 @@ class GuestCopiesTest {
         for (int i = 0; i < 64; i++) {
             assertEquals(0, dst.get(ValueLayout.JAVA_BYTE, i), "nothing copied from the closed source");
             assertEquals(7, dst.get(ValueLayout.JAVA_BYTE, 128 + i), "the copy after the failed one was done");
+        }
+    }
+
+    @Test
+    void theVectorCopyIsOnWhereTheCpuHasIt() {
+        // the test JVM has jvm.options, so the module: whether the copies above went through VectorCopy is the CPU's say
+        assertEquals(ByteVector.SPECIES_PREFERRED.vectorByteSize() >= VectorCopy.BYTES, GuestCopies.VECTOR);
+    }
+
+    @Test
+    void aJvmWithoutTheVectorModuleStillCopies() throws Exception {
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
+        List<String> flags = JvmFlags.list();
+        for (int i = 0; i < flags.size(); i++) {
+            if (flags.get(i).equals("--add-modules") && i + 1 < flags.size() && flags.get(i + 1).equals("jdk.incubator.vector")) {
+                i++;   // this one left out
+            } else {
+                cmd.add(flags.get(i));
+            }
+        }
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), WithoutTheModule.class.getName()));
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the second JVM did not finish");
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertEquals(0, p.exitValue(), out);
+        assertTrue(out.contains("copied 1514 bytes, vector false"), out);
+    }
+
+    /** Run in a JVM without {@code --add-modules jdk.incubator.vector}: one frame through {@link GuestCopies}. */
+    public static final class WithoutTheModule {
+        public static void main(String[] args) {
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment src = arena.allocate(1514);
+                MemorySegment dst = arena.allocate(1514);
+                for (int i = 0; i < 1514; i++) {
+                    src.set(ValueLayout.JAVA_BYTE, i, (byte) (i * 7));
+                }
+                GuestCopies copies = new GuestCopies();
+                copies.add(src, 0, dst.address(), 1514);
+                copies.drain();
+                if (src.mismatch(dst) != -1) {
+                    throw new AssertionError("byte " + src.mismatch(dst) + " differs");
+                }
+                System.out.println("copied 1514 bytes, vector " + GuestCopies.VECTOR);
+            }
         }
     }
 }
