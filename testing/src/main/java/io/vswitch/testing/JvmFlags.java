@@ -23,6 +23,28 @@ public final class JvmFlags {
         return FLAGS;
     }
 
+    /**
+     * The flags for the CLI command {@code command}, as {@code ./vswitch} passes them: only {@code run} moves
+     * frames, so the other commands leave out {@code --add-modules jdk.incubator.vector} and with it the JVM's
+     * "Using incubator modules" warning.
+     */
+    public static List<String> forCommand(String command) {
+        return "run".equals(command) ? FLAGS : withoutVectorModule();
+    }
+
+    /** {@link #list()} without {@code --add-modules jdk.incubator.vector}. */
+    public static List<String> withoutVectorModule() {
+        List<String> flags = new ArrayList<>();
+        for (int i = 0; i < FLAGS.size(); i++) {
+            if (FLAGS.get(i).equals("--add-modules") && i + 1 < FLAGS.size() && FLAGS.get(i + 1).equals("jdk.incubator.vector")) {
+                i++;
+            } else {
+                flags.add(FLAGS.get(i));
+            }
+        }
+        return List.copyOf(flags);
+    }
+
     private static List<String> load() {
         try (InputStream in = JvmFlags.class.getResourceAsStream("/jvm.options")) {
             if (in == null) {

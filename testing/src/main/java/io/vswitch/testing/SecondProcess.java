@@ -22,7 +22,7 @@ public final class SecondProcess {
     private static List<String> command(String... args) {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        cmd.addAll(JvmFlags.list());
+        cmd.addAll(JvmFlags.forCommand(args.length > 0 ? args[0] : ""));   // as ./vswitch does
         cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), "io.vswitch.cli.Main"));
         cmd.addAll(List.of(args));
         return cmd;

@@ -156,20 +156,17 @@ class GuestCopiesTest {
     @Test
     void aJvmWithoutTheVectorModuleStillCopies() throws Exception {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
-        List<String> flags = JvmFlags.list();
-        for (int i = 0; i < flags.size(); i++) {
-            if (flags.get(i).equals("--add-modules") && i + 1 < flags.size() && flags.get(i + 1).equals("jdk.incubator.vector")) {
-                i++;   // this one left out
-            } else {
-                cmd.add(flags.get(i));
-            }
-        }
+        cmd.addAll(JvmFlags.withoutVectorModule());
         cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), WithoutTheModule.class.getName()));
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-        assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the second JVM did not finish");
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertEquals(0, p.exitValue(), out);
-        assertTrue(out.contains("copied 1514 bytes, vector false"), out);
+        try {
+            assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the second JVM did not finish");
+            String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            assertEquals(0, p.exitValue(), out);
+            assertTrue(out.contains("copied 1514 bytes, vector false"), out);
+        } finally {
+            p.destroyForcibly();
+        }
     }
 
     /** Run in a JVM without {@code --add-modules jdk.incubator.vector}: one frame through {@link GuestCopies}. */
