@@ -42,7 +42,10 @@
 # probes were "near" (< C2C_FAR_NS, default 300 ns). Compare backends only within one placement.
 #
 # LOOPBACK_VSWITCH_JAR (environment) runs another build of the switch (with --no-build), to compare two builds.
-# LOOPBACK_VSWITCH_JVM_OPTS (environment) is added to the switch's JVM options, e.g. to record JFR:
+# LOOPBACK_VSWITCH_BURST (environment) sets the switch's burst (frames taken from a queue per pass; default 64).
+# LOOPBACK_VSWITCH_JVM_OPTS (environment) is added to the switch's JVM options; -Dvswitch.loopTiming=true adds the
+# worker's busy share of the time to each vswitch line (its idle loops are many but short: their count misleads).
+# E.g. to record JFR:
 #   LOOPBACK_VSWITCH_JVM_OPTS='-XX:StartFlightRecording=filename=/tmp/lb.jfr,delay=10s,duration=10s'
 #
 # LOOPBACK_PERF=1 records the client with `perf record` (software clock) over each window into the work
@@ -204,7 +207,8 @@ switch:
   notify: poll
   workers: 1
   cpus: [1]
-  runtime-dir: $dir
+  runtime-dir: $dir${LOOPBACK_VSWITCH_BURST:+
+  burst: $LOOPBACK_VSWITCH_BURST}
 ports:
   - name: p0
     socket: $dir/p0.sock
@@ -254,19 +258,25 @@ switch_stats() {   # switch_stats FILE: vswitch stats of the running switch (a s
         --counters "$WORK/run/counters" >"$1" 2>&1 || true
 }
 
-# worker_loops A B: "idle% frames-per-busy-loop" of worker 0 between two stats snapshots
+# worker_loops A B: "idle% frames-per-busy-loop busy%-of-time" of worker 0 between two stats snapshots (the last
+# is "-" unless the switch runs with -Dvswitch.loopTiming=true, e.g. through LOOPBACK_VSWITCH_JVM_OPTS)
 worker_loops() {
-    python3 - "$1" "$2" <<'PY' 2>/dev/null || echo "? ?"
+    python3 - "$1" "$2" <<'PY' 2>/dev/null || echo "? ? -"
 import re, sys
 def read(path):
     t = open(path).read()
     busy = int(re.search(r"busy_loops\s+(\d+)", t).group(1))
     idle = int(re.search(r"idle_loops\s+(\d+)", t).group(1))
     frames = sum(int(m.group(1)) for m in re.finditer(r"^p\d+\s+(\d+)", t, re.M))   # rx_packets
-    return busy, idle, frames
-b0, i0, f0 = read(sys.argv[1]); b1, i1, f1 = read(sys.argv[2])
+    timing = re.search(r"busy_ns\s+(\d+)\s+idle_ns\s+(\d+)", t)
+    return busy, idle, frames, (int(timing.group(1)), int(timing.group(2))) if timing else None
+b0, i0, f0, t0 = read(sys.argv[1]); b1, i1, f1, t1 = read(sys.argv[2])
 db, di, df = b1 - b0, i1 - i0, f1 - f0
-print(f"{100.0 * di / max(1, db + di):.1f} {df / max(1, db):.1f}")
+busy_time = "-"
+if t0 and t1:
+    bn, idn = t1[0] - t0[0], t1[1] - t0[1]
+    busy_time = f"{100.0 * bn / max(1, bn + idn):.1f}"
+print(f"{100.0 * di / max(1, db + di):.1f} {df / max(1, db):.1f} {busy_time}")
 PY
 }
 
@@ -373,11 +383,12 @@ measure() {   # measure LABEL BACKEND(vswitch-cross|vswitch-learning|dpdk) FWD(i
         exit 1
     fi
     RUN=$((RUN + 1))
-    local loops="" idle perloop
+    local loops="" idle perloop busytime
     if [[ "$backend" == vswitch-* ]]; then   # the switch's own counters (whole run, warm-up included)
         switch_stats "$WORK/run$RUN-vswitch-stats.txt"
-        read -r idle perloop < <(worker_loops "$WORK/stats-a.txt" "$WORK/stats-b.txt")
+        read -r idle perloop busytime < <(worker_loops "$WORK/stats-a.txt" "$WORK/stats-b.txt")
         loops="; worker: ${idle}% of loops idle, ${perloop} frames per busy loop"
+        if [[ "$busytime" != - ]]; then loops+=", busy ${busytime}% of the time"; fi
     fi
     stop_all
     cp "$WORK/client.log" "$WORK/run$RUN-client.log"

@@ -137,6 +137,9 @@ final class StatsCommand implements Callable<Integer> {
             System.out.printf("worker %-3s busy_loops %d idle_loops %d sleeps %d wakeups %d cross_worker_frames %d%n",
                     entry.getKey(), w.getOrDefault("busy_loops", 0L), w.getOrDefault("idle_loops", 0L),
                     w.getOrDefault("sleeps", 0L), w.getOrDefault("wakeups", 0L), w.getOrDefault("cross_worker_frames", 0L));
+            if (w.containsKey("busy_ns")) {   // the diagnostic -Dvswitch.loopTiming=true (Worker)
+                System.out.printf("worker %-3s busy_ns %d idle_ns %d%n", entry.getKey(), w.get("busy_ns"), w.getOrDefault("idle_ns", 0L));
+            }
         }
         System.out.flush();
     }

@@ -19,17 +19,18 @@ public final class SecondProcess {
     public record Result(int exitCode, String output) {
     }
 
-    private static List<String> command(String... args) {
+    private static List<String> command(List<String> jvmOptions, String... args) {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(JvmFlags.forCommand(args.length > 0 ? args[0] : ""));   // as ./vswitch does
+        cmd.addAll(jvmOptions);
         cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), "io.vswitch.cli.Main"));
         cmd.addAll(List.of(args));
         return cmd;
     }
 
     public static Result vswitch(String... args) throws IOException, InterruptedException {
-        Process p = new ProcessBuilder(command(args)).redirectErrorStream(true).start();
+        Process p = new ProcessBuilder(command(List.of(), args)).redirectErrorStream(true).start();
         byte[] out = p.getInputStream().readAllBytes();
         if (!p.waitFor(60, TimeUnit.SECONDS)) {
             p.destroyForcibly();
@@ -40,7 +41,12 @@ public final class SecondProcess {
 
     /** Starts a long-running {@code vswitch} (e.g. {@code run}); its output is collected as it comes. */
     public static Running start(String... args) throws IOException {
-        return new Running(new ProcessBuilder(command(args)).redirectErrorStream(true).start());
+        return start(List.of(), args);
+    }
+
+    /** As {@link #start(String...)}, with more JVM options (e.g. a diagnostic {@code -D} property) after jvm.options'. */
+    public static Running start(List<String> jvmOptions, String... args) throws IOException {
+        return new Running(new ProcessBuilder(command(jvmOptions, args)).redirectErrorStream(true).start());
     }
 
     /** A {@code vswitch} process that keeps running; closing it kills it (SIGKILL) if it still runs. */
