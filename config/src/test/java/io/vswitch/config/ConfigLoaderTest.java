@@ -77,7 +77,7 @@ class ConfigLoaderTest {
         assertEquals(BridgeMode.LEARNING, config.settings().mode());
         assertEquals(NotifyMode.POLL, config.settings().notifyMode());
         assertEquals(1, config.settings().workers());
-        assertEquals(32, config.settings().burst());
+        assertEquals(64, config.settings().burst());
         assertEquals(300, config.settings().macAgingSeconds());
         assertEquals(1000, config.settings().hybridQuietPolls());
         assertEquals(OptionalInt.empty(), config.settings().cpuFor(0));
