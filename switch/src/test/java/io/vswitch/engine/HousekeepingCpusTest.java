@@ -28,21 +28,7 @@ class HousekeepingCpusTest {
     void everyThreadButTheWorkersStaysOnTheHousekeepingCpus(@TempDir Path dir) throws Exception {
         Assumptions.assumeTrue(Runtime.getRuntime().availableProcessors() >= 2, "needs 2 cpus");
         Path config = dir.resolve("hk.yaml");
-        Files.writeString(config, """
-                switch:
-                  mode: cross-connect
-                  notify: interrupt
-                  cpus: [1]
-                  housekeeping-cpus: [0]
-                  runtime-dir: %s
-                ports:
-                  - name: a
-                    socket: %s
-                  - name: b
-                    socket: %s
-                links:
-                  - [a, b]
-                """.formatted(dir.resolve("run"), dir.resolve("a.sock"), dir.resolve("b.sock")));
+        Files.writeString(config, TestTopologies.crossConnect(dir, "notify: interrupt", "cpus: [1]", "housekeeping-cpus: [0]"));
         try (SecondProcess.Running sw = SecondProcess.start("run", "-c", config.toString())) {
             // printed once 'run' handles SIGTERM (before that, a SIGTERM is the JVM's default exit, 143)
             sw.awaitOutput("vswitch: running", Duration.ofSeconds(60));

@@ -25,21 +25,8 @@ class LoopTimingTest {
 
     @Test
     void busyAndIdleTimeAddUpToTheWallClock(@TempDir Path dir) throws Exception {
-        Path config = dir.resolve("t.yaml");
+        Path config = Files.writeString(dir.resolve("t.yaml"), TestTopologies.crossConnect(dir));
         Path run = dir.resolve("run");
-        Files.writeString(config, """
-                switch:
-                  mode: cross-connect
-                  notify: poll
-                  runtime-dir: %s
-                ports:
-                  - name: a
-                    socket: %s
-                  - name: b
-                    socket: %s
-                links:
-                  - [a, b]
-                """.formatted(run, dir.resolve("a.sock"), dir.resolve("b.sock")));
         try (SecondProcess.Running sw = SecondProcess.start(List.of("-Dvswitch.loopTiming=true"), "run", "-c", config.toString())) {
             sw.awaitOutput("vswitch: running", Duration.ofSeconds(60));
             long a0 = System.nanoTime();
@@ -66,21 +53,8 @@ class LoopTimingTest {
 
     @Test
     void withoutThePropertyThereAreNoTimes(@TempDir Path dir) throws Exception {
-        Path config = dir.resolve("t.yaml");
+        Path config = Files.writeString(dir.resolve("t.yaml"), TestTopologies.crossConnect(dir));
         Path run = dir.resolve("run");
-        Files.writeString(config, """
-                switch:
-                  mode: cross-connect
-                  notify: poll
-                  runtime-dir: %s
-                ports:
-                  - name: a
-                    socket: %s
-                  - name: b
-                    socket: %s
-                links:
-                  - [a, b]
-                """.formatted(run, dir.resolve("a.sock"), dir.resolve("b.sock")));
         try (SecondProcess.Running sw = SecondProcess.start("run", "-c", config.toString())) {
             sw.awaitOutput("vswitch: running", Duration.ofSeconds(60));
             SecondProcess.Result r = SecondProcess.vswitch("stats", "--counters", run.resolve("counters").toString());

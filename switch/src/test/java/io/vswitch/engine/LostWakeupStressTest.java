@@ -31,20 +31,7 @@ class LostWakeupStressTest {
     @ParameterizedTest(name = "{0}, event index {1}")
     @CsvSource({"interrupt, false", "interrupt, true", "hybrid, false", "hybrid, true"})
     void everyFrameArrivesPromptlyWhileTheWorkerSleepsAndWakes(String mode, boolean eventIdx) throws Exception {
-        String yaml = """
-                switch:
-                  mode: cross-connect
-                  notify: %s
-                  hybrid-quiet-polls: 3
-                  runtime-dir: %s
-                ports:
-                  - name: a
-                    socket: %s
-                  - name: b
-                    socket: %s
-                links:
-                  - [a, b]
-                """.formatted(mode, dir.resolve("run"), dir.resolve("a.sock"), dir.resolve("b.sock"));
+        String yaml = TestTopologies.crossConnect(dir, "notify: " + mode, "hybrid-quiet-polls: 3");
         System.setProperty("vswitch.maxSleepMillis", "30000");
         try (Switch sw = Switch.start(ConfigLoader.parse(yaml, "wakeup.yaml"));
              TestFrontend a = TestFrontend.connect(dir.resolve("a.sock"), new TestFrontend.Options().eventIdx(eventIdx)).setUp();

@@ -30,20 +30,7 @@ class NotifyModesTest {
     @EnumSource(NotifyMode.class)
     void trafficFlowsKicksFollowTheModeAndIdleWorkersSleep(NotifyMode mode) throws Exception {
         TestPmd.require();
-        String yaml = """
-                switch:
-                  mode: cross-connect
-                  notify: %s
-                  hybrid-quiet-polls: 50
-                  runtime-dir: %s
-                ports:
-                  - name: a
-                    socket: %s
-                  - name: b
-                    socket: %s
-                links:
-                  - [a, b]
-                """.formatted(mode.yamlName(), dir.resolve("run"), dir.resolve("a.sock"), dir.resolve("b.sock"));
+        String yaml = TestTopologies.crossConnect(dir, "notify: " + mode.yamlName(), "hybrid-quiet-polls: 50");
         try (Switch sw = Switch.start(ConfigLoader.parse(yaml, "notify.yaml"));
              TestPmd pmd = TestPmd.start("notify-" + mode.yamlName(), dir, List.of("-l", "0,1", "--no-pci", "--no-huge", "-m", "1024",
                      "--vdev", "net_virtio_user0,path=" + dir.resolve("a.sock"),

@@ -35,20 +35,7 @@ class PackedLostWakeupStressTest {
     @ParameterizedTest(name = "{0}, event index {1}")
     @CsvSource({"interrupt, false", "interrupt, true", "hybrid, false", "hybrid, true"})
     void everyBurstArrivesWhileTheWorkerSleepsAndWakes(String mode, boolean eventIdx) throws Exception {
-        String yaml = """
-                switch:
-                  mode: cross-connect
-                  notify: %s
-                  hybrid-quiet-polls: 3
-                  runtime-dir: %s
-                ports:
-                  - name: a
-                    socket: %s
-                  - name: b
-                    socket: %s
-                links:
-                  - [a, b]
-                """.formatted(mode, dir.resolve("run"), dir.resolve("a.sock"), dir.resolve("b.sock"));
+        String yaml = TestTopologies.crossConnect(dir, "notify: " + mode, "hybrid-quiet-polls: 3");
         // 10 s, not LostWakeupStressTest's 30: a lost wake-up still shows (the burst waits for the cap, over the
         // 5 s bound), and Switch.close, which does not wake a sleeping worker, waits for the cap once per case
         System.setProperty("vswitch.maxSleepMillis", "10000");

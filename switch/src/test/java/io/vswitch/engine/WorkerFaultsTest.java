@@ -147,19 +147,7 @@ class WorkerFaultsTest {
     }
 
     private String crossConnect() {
-        return """
-                switch:
-                  mode: cross-connect
-                  notify: poll
-                  runtime-dir: %s
-                ports:
-                  - name: a
-                    socket: %s
-                  - name: b
-                    socket: %s
-                links:
-                  - [a, b]
-                """.formatted(dir.resolve("run"), dir.resolve("a.sock"), dir.resolve("b.sock"));
+        return TestTopologies.crossConnect(dir);
     }
 
     private String learning() {
