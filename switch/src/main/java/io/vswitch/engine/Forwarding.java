@@ -93,7 +93,7 @@ final class Forwarding {
     /**
      * Learning: the table's clock (milliseconds), read at the start of a pass that follows an idle one, and else
      * once every {@link #CLOCK_PASSES} busy passes: a clock read costs about 25 ns here, a busy pass of 2 guests
-     * about 2 µs, and what the clock times (ageing, a source learned again at most every 500 ms) counts in
+     * takes 2-4 µs, and what the clock times (ageing, a source learned again at most every 500 ms) counts in
      * hundreds of milliseconds and seconds.
      */
     private long passNow;

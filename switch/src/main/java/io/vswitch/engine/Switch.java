@@ -462,10 +462,6 @@ public final class Switch implements AutoCloseable {
         }
     }
 
-    /**
-     * On the housekeeping thread: acts on what workers raised on devices (each device serializes this with its
-     * port's control thread) and logs the errors workers handed over.
-     */
     /** When the counters were last mirrored (housekeeping's thread only). */
     private long lastMirror = System.nanoTime() - TimeUnit.MILLISECONDS.toNanos(MIRROR_MILLIS);
 
@@ -483,6 +479,10 @@ public final class Switch implements AutoCloseable {
         }
     }
 
+    /**
+     * On the housekeeping thread: acts on what workers raised on devices (each device serializes this with its
+     * port's control thread) and logs the errors workers handed over.
+     */
     private void handleWorkerReports() {
         for (SwitchPort port : ports) {
             if (port.uplink != null) {
