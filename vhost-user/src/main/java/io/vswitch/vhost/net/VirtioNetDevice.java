@@ -64,7 +64,6 @@ public final class VirtioNetDevice {
     private long status;
     /** The port's MTU: the most NET_SET_MTU may set (the switch drops longer frames anyway). */
     private volatile int maxMtu = 1500;
-    /** What GET_FEATURES offers: every device feature, less the offloads when the port turned them off. */
     /** False when the port says offloads: false: GET_FEATURES then leaves out {@link Features#OFFLOAD_FEATURES}. */
     private volatile boolean offloadsOffered = true;
     /** The MTU the frontend gave the guest (NET_SET_MTU), or 0 when it gave none. */
@@ -386,7 +385,6 @@ public final class VirtioNetDevice {
         this.offloadsOffered = offered;
     }
 
-    /** The feature bits GET_FEATURES answers. */
     /** Accepts negotiated features; returns an error text when the frontend asks for something not offered. */
     public synchronized String setFeatures(long requested) {
         long unknown = requested & ~offeredFeatures();

@@ -278,7 +278,6 @@ final class PackedVirtQueue {
         chainDone = false;
     }
 
-    /** Advances to the next non-empty buffer: 1 when there is one, 0 at the chain's end, -1 on a fault. */
     /** See {@link VirtQueue#replaceMemory}. */
     void replaceMemory(GuestMemory memory) {
         if (this.memory != null) {
@@ -286,6 +285,7 @@ final class PackedVirtQueue {
         }
     }
 
+    /** Advances to the next non-empty buffer: 1 when there is one, 0 at the chain's end, -1 on a fault. */
     private int nextDescriptor() {
         final GuestMemory memory = this.memory;   // one memory for the whole descriptor (see replaceMemory)
         while (!chainDone) {
