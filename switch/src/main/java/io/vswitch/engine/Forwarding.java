@@ -58,6 +58,14 @@ final class Forwarding {
     private int frameOffload = OffloadCheck.PLAIN;
     private long frameHeader;
     private int frameCsumOffset;
+    /**
+     * Learning: each frame's bytes 0..7 and 8..11 (the addresses), read for the whole burst in one loop before the
+     * burst is forwarded. The loads are independent of each other, so the lines they need (the frames' first lines,
+     * which a guest that wrote its addresses last holds) arrive together rather than one per frame between
+     * everything else forwarding does.
+     */
+    private final long[] addressHeads = new long[io.vswitch.config.SwitchSettings.MAX_BURST];
+    private final long[] addressTails = new long[io.vswitch.config.SwitchSettings.MAX_BURST];
 
     Forwarding(int workerId, boolean learning, MacTable macTable, SwitchPort[] allPorts, Handoff handoff) {
         this.workerId = workerId;
@@ -143,6 +151,14 @@ final class Forwarding {
         int burstVlan = 0;
         int burstFrameOut = MacTable.MISS;
         int invalid = 0;
+        if (learning && n <= addressHeads.length) {
+            for (int i = 0; i < n; i++) {
+                if (b.frameLength(i) >= 14) {   // shorter ones are dropped below
+                    addressHeads[i] = b.u64(i, 0);
+                    addressTails[i] = b.u32(i, 8);
+                }
+            }
+        }
         for (int i = 0; i < n; i++) {
             int length = b.frameLength(i);
             frameHashed = false;
@@ -196,8 +212,9 @@ final class Forwarding {
                 continue;
             }
             // bytes 0..7 (destination, the source's first two) and 8..11 (the rest of the source)
-            long head = b.u64(i, 0);
-            long tail = b.u32(i, 8);
+            final boolean read = n <= addressHeads.length;
+            long head = read ? addressHeads[i] : b.u64(i, 0);
+            long tail = read ? addressTails[i] : b.u32(i, 8);
             int out;
             if (head == burstHead && tail == burstTail && vlan == burstVlan) {
                 out = burstFrameOut;   // the addresses of the frame before: its decision (learning included) holds
