@@ -151,7 +151,8 @@ final class Forwarding {
         int burstVlan = 0;
         int burstFrameOut = MacTable.MISS;
         int invalid = 0;
-        if (learning && n <= addressHeads.length) {
+        final boolean addressesRead = learning && n <= addressHeads.length;   // a burst never exceeds MAX_BURST
+        if (addressesRead) {
             for (int i = 0; i < n; i++) {
                 if (b.frameLength(i) >= 14) {   // shorter ones are dropped below
                     addressHeads[i] = b.u64(i, 0);
@@ -212,9 +213,8 @@ final class Forwarding {
                 continue;
             }
             // bytes 0..7 (destination, the source's first two) and 8..11 (the rest of the source)
-            final boolean read = n <= addressHeads.length;
-            long head = read ? addressHeads[i] : b.u64(i, 0);
-            long tail = read ? addressTails[i] : b.u32(i, 8);
+            long head = addressesRead ? addressHeads[i] : b.u64(i, 0);
+            long tail = addressesRead ? addressTails[i] : b.u32(i, 8);
             int out;
             if (head == burstHead && tail == burstTail && vlan == burstVlan) {
                 out = burstFrameOut;   // the addresses of the frame before: its decision (learning included) holds
