@@ -694,11 +694,41 @@ public final class TestFrontend implements AutoCloseable {
         writeDescriptorAt(ram, table - GUEST_PHYS_BASE + (long) i * DESC_SIZE, addr, length, flags, next);
     }
 
-    /** Puts {@code head} in the next avail ring slot and publishes avail.idx (release), then kicks. */
+    /**
+     * Puts {@code head} in the next avail ring slot and publishes avail.idx (release), then kicks; while transmits
+     * are held ({@link #holdTransmits}), a TX head only goes into its slot.
+     */
     public void publish(int q, int head) {
         Ring r = rings[q];
-        ram.set(U16, r.availOffset + AVAIL_RING + (long) AVAIL_ELEM_SIZE * (r.availIdx & (r.size - 1)), (short) head);
+        int pending = q == txRing ? heldTransmits : 0;
+        ram.set(U16, r.availOffset + AVAIL_RING + (long) AVAIL_ELEM_SIZE * ((r.availIdx + pending) & (r.size - 1)), (short) head);
+        if (q == txRing && holdingTransmits) {
+            heldTransmits++;
+            return;
+        }
         setAvailIdx(q, (r.availIdx + 1) & 0xFFFF);
+    }
+
+    private boolean holdingTransmits;
+    private int heldTransmits;
+
+    /**
+     * From now until {@link #releaseTransmits}, frames transmitted are written into the TX ring without moving
+     * avail.idx, so that the device finds them all at once: one burst (split rings).
+     */
+    public void holdTransmits() {
+        if (options.packed) {
+            throw new IllegalStateException("holdTransmits drives split rings only");
+        }
+        holdingTransmits = true;
+    }
+
+    /** Publishes the transmits held since {@link #holdTransmits} with one store of avail.idx, then kicks. */
+    public void releaseTransmits() {
+        holdingTransmits = false;
+        int n = heldTransmits;
+        heldTransmits = 0;
+        setAvailIdx(txRing, (rings[txRing].availIdx + n) & 0xFFFF);
     }
 
     /** Writes avail.idx (release) to any value, as a hostile driver may. */
