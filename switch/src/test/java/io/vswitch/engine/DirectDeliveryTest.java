@@ -34,16 +34,7 @@ class DirectDeliveryTest {
 
     @Test
     void learningBurstToSeveralGuestsIsCountedPerDestination() throws Exception {
-        String yaml = """
-                switch:
-                  mode: learning
-                  notify: poll
-                  runtime-dir: %s
-                ports:
-                  - {name: a, socket: %s}
-                  - {name: b, socket: %s}
-                  - {name: c, socket: %s}
-                """.formatted(dir.resolve("run"), dir.resolve("a.sock"), dir.resolve("b.sock"), dir.resolve("c.sock"));
+        String yaml = TestTopologies.learning(dir, "a", "b", "c");
         try (Switch sw = Switch.start(ConfigLoader.parse(yaml, "direct.yaml"));
              TestFrontend a = TestFrontend.connect(dir.resolve("a.sock")).setUp();
              TestFrontend b = TestFrontend.connect(dir.resolve("b.sock")).setUp();

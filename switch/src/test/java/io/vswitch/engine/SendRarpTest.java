@@ -33,19 +33,7 @@ class SendRarpTest {
 
     @Test
     void aRarpMovesTheMacToTheAnnouncingPortAndIsFlooded() throws Exception {
-        String yaml = """
-                switch:
-                  mode: learning
-                  notify: poll
-                  runtime-dir: %s
-                ports:
-                  - name: old
-                    socket: %s
-                  - name: new
-                    socket: %s
-                  - name: other
-                    socket: %s
-                """.formatted(dir.resolve("run"), dir.resolve("old.sock"), dir.resolve("new.sock"), dir.resolve("other.sock"));
+        String yaml = TestTopologies.learning(dir, "old", "new", "other");
         try (Switch sw = Switch.start(ConfigLoader.parse(yaml, "rarp.yaml"));
              TestFrontend oldPort = TestFrontend.connect(dir.resolve("old.sock")).setUp();
              TestFrontend newPort = TestFrontend.connect(dir.resolve("new.sock")).setUp();

@@ -33,4 +33,17 @@ final class TestTopologies {
                   - [a, b]
                 """.formatted(dir.resolve("run"), dir.resolve("a.sock"), dir.resolve("b.sock"));
     }
+
+    /**
+     * A learning bridge (notify poll) of the ports {@code names}, each port's socket {@code <name>.sock} and the
+     * runtime directory ("run") in {@code dir}.
+     */
+    static String learning(Path dir, String... names) {
+        StringBuilder yaml = new StringBuilder("switch:\n  mode: learning\n  notify: poll\n")
+                .append("  runtime-dir: ").append(dir.resolve("run")).append("\nports:\n");
+        for (String name : names) {
+            yaml.append("  - name: ").append(name).append("\n    socket: ").append(dir.resolve(name + ".sock")).append('\n');
+        }
+        return yaml.toString();
+    }
 }
