@@ -240,11 +240,26 @@ final class Forwarding {
                     continue;
                 }
                 if (direct != null && offload == OffloadCheck.PLAIN) {
-                    if (direct.enqueue(b, i, 0L, 0, copies)) {
-                        directFrames++;
-                        directBytes += length;
-                    } else {
-                        refused(directPort, direct);
+                    while (true) {
+                        if (direct.enqueue(b, i, 0L, 0, copies)) {
+                            directFrames++;
+                            directBytes += length;
+                        } else {
+                            refused(directPort, direct);
+                        }
+                        // learning: the frames right after it with the same addresses (one flow's run) go the same
+                        // way, without the loop's other steps, while they are plain and of a length it accepts
+                        if (!addressesRead || i + 1 >= n || addressHeads[i + 1] != burstHead
+                                || addressTails[i + 1] != burstTail) {
+                            break;
+                        }
+                        final int next = b.frameLength(i + 1);
+                        if (next < 14 || next > maxFrame || b.headerWord(i + 1) != 0) {
+                            break;
+                        }
+                        i++;
+                        length = next;
+                        bytes += length;
                     }
                     continue;
                 }
