@@ -104,17 +104,7 @@ class VlanTest {
     /** A frame to a MAC learned behind the port it came from is not sent back, and is counted as drop_hairpin. */
     @org.junit.jupiter.api.Test
     void aFrameForItsOwnPortIsCountedAsHairpin() throws Exception {
-        String yaml = """
-                switch:
-                  mode: learning
-                  notify: poll
-                  runtime-dir: %s
-                ports:
-                  - name: a
-                    socket: %s
-                  - name: b
-                    socket: %s
-                """.formatted(dir.resolve("run"), dir.resolve("a.sock"), dir.resolve("b.sock"));
+        String yaml = TestTopologies.learning(dir, "a", "b");
         try (Switch sw = Switch.start(ConfigLoader.parse(yaml, "hairpin.yaml"));
              TestFrontend a = TestFrontend.connect(dir.resolve("a.sock")).setUp();
              TestFrontend b = TestFrontend.connect(dir.resolve("b.sock")).setUp()) {

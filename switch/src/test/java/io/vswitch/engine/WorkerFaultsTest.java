@@ -151,19 +151,7 @@ class WorkerFaultsTest {
     }
 
     private String learning() {
-        return """
-                switch:
-                  mode: learning
-                  notify: poll
-                  runtime-dir: %s
-                ports:
-                  - name: a
-                    socket: %s
-                  - name: b
-                    socket: %s
-                  - name: c
-                    socket: %s
-                """.formatted(dir.resolve("run"), dir.resolve("a.sock"), dir.resolve("b.sock"), dir.resolve("c.sock"));
+        return TestTopologies.learning(dir, "a", "b", "c");
     }
 
     private static void awaitLinks(Switch sw, String... ports) throws Exception {
