@@ -80,9 +80,13 @@ final class Handoff {
     void stageFlat(int worker, SwitchPort[] allPorts, SwitchPort src, int dstIndex, int pair, int hash, PacketBatch b,
                    int frame, MemorySegment flat, int length, int vlan, boolean tagged) {
         SwitchPort dropOn = dstIndex >= 0 ? allPorts[dstIndex] : src;
-        if (stagedCount[worker] == staged[worker].length || length + HandoffHeader.SIZE > pool.bufferSize()) {
+        if (length + HandoffHeader.SIZE > pool.bufferSize()) {
             dropOn.counters.dropNoBuffers.increment();   // several workers may count on one port: atomic
             return;
+        }
+        if (stagedCount[worker] == staged[worker].length) {
+            // a pass can stage more than a burst for one worker (several queues, a flood): what is staged goes now
+            send(worker, allPorts);
         }
         long handle = pool.acquire();
         if (handle == PacketBufferPool.NO_BUFFER) {
@@ -108,23 +112,27 @@ final class Handoff {
     /** Sends what this pass staged, once per destination worker, and wakes it; what does not fit is counted. */
     void sendStaged(SwitchPort[] allPorts) {
         for (int w = 0; w < outbound.length; w++) {
-            int count = stagedCount[w];
-            if (count == 0) {
-                continue;
+            if (stagedCount[w] > 0) {
+                send(w, allPorts);
             }
-            int sent = outbound[w].offer(staged[w], 0, count);
-            for (int i = sent; i < count; i++) {
-                long handle = staged[w][i];
-                long at = pool.offset(handle);
-                int dst = HandoffHeader.destination(pool.memory(), at);
-                allPorts[dst >= 0 ? dst : HandoffHeader.source(pool.memory(), at)].counters.dropNoBuffers.increment();
-                pool.release(handle);
-            }
-            crossWorkerFrames.getAndAddRelease(sent);
-            stagedCount[w] = 0;
-            if (sent > 0 && peerNotify != null) {
-                peerNotify[w].wake();
-            }
+        }
+    }
+
+    /** Sends the frames staged for worker {@code w} and wakes it; what its ring has no room for is counted. */
+    private void send(int w, SwitchPort[] allPorts) {
+        int count = stagedCount[w];
+        int sent = outbound[w].offer(staged[w], 0, count);
+        for (int i = sent; i < count; i++) {
+            long handle = staged[w][i];
+            long at = pool.offset(handle);
+            int dst = HandoffHeader.destination(pool.memory(), at);
+            allPorts[dst >= 0 ? dst : HandoffHeader.source(pool.memory(), at)].counters.dropNoBuffers.increment();
+            pool.release(handle);
+        }
+        crossWorkerFrames.getAndAddRelease(sent);
+        stagedCount[w] = 0;
+        if (sent > 0 && peerNotify != null) {
+            peerNotify[w].wake();
         }
     }
 

@@ -94,7 +94,7 @@ class MultiQueueTestPmdTest {
                 for (String port : List.of("a", "b")) {
                     for (int pair = 0; pair < 2; pair++) {
                         for (String counter : List.of("rx_packets", "tx_packets")) {
-                            awaitQueue(sw.countersPath(), port, pair, counter, FRAMES_PER_QUEUE);
+                            awaitQueue(sw.countersPath(), pmd, port, pair, counter, FRAMES_PER_QUEUE);
                         }
                     }
                 }
@@ -110,6 +110,7 @@ class MultiQueueTestPmdTest {
                 CountersFile.Snapshot snap = CountersFile.read(sw.countersPath());
                 Map<Integer, TestPmd.PortStats> stats = pmd.portStats();
                 System.out.println(shown);
+                System.out.println(state(sw.countersPath(), pmd));
                 for (String port : List.of("a", "b")) {
                     long rx = 0;
                     long tx = 0;
@@ -166,9 +167,27 @@ class MultiQueueTestPmdTest {
         }
     }
 
-    private static void awaitQueue(Path counters, String port, int pair, String counter, long min) throws Exception {
+    private static void awaitQueue(Path counters, TestPmd pmd, String port, int pair, String counter, long min)
+            throws Exception {
         Await.until(() -> queue(CountersFile.read(counters), port, pair, counter) >= min, Duration.ofSeconds(60),
-                "port " + port + " pair " + pair + " " + counter + " >= " + min);
+                () -> "port " + port + " pair " + pair + " " + counter + " >= " + min + "; " + state(counters, pmd));
+    }
+
+    /** Every non-zero counter and testpmd's port statistics: what a failure to carry traffic is explained by. */
+    private static String state(Path counters, TestPmd pmd) {
+        StringBuilder out = new StringBuilder("switch counters:");
+        try {
+            for (CountersFile.Sample s : CountersFile.read(counters).samples()) {
+                if (s.value() != 0) {
+                    out.append(' ').append(s.scope()).append('/').append(s.name()).append('/').append(s.counter())
+                            .append('=').append(s.value());
+                }
+            }
+            out.append("\ntestpmd: ").append(pmd.command("show port stats all", CMD));
+        } catch (Exception e) {
+            out.append(" (state unreadable: ").append(e).append(')');
+        }
+        return out.toString();
     }
 
     static long queue(CountersFile.Snapshot snap, String port, int pair, String counter) {

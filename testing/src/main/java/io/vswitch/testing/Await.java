@@ -84,10 +84,16 @@ public final class Await {
 
     /** Like {@link #until(Condition, String)}, describing the failure only when it happens (with the state it saw). */
     public static void until(Condition condition, java.util.function.Supplier<String> what) throws Exception {
-        long deadline = System.nanoTime() + DEFAULT.toNanos();
+        until(condition, DEFAULT, what);
+    }
+
+    /** Like {@link #until(Condition, Duration, String)}, describing the failure only when it happens. */
+    public static void until(Condition condition, Duration timeout, java.util.function.Supplier<String> what)
+            throws Exception {
+        long deadline = System.nanoTime() + timeout.toNanos();
         while (!condition.holds()) {
             if (System.nanoTime() > deadline) {
-                throw new AssertionError("not within " + DEFAULT.toSeconds() + " s: " + what.get());
+                throw new AssertionError("not within " + timeout.toSeconds() + " s: " + what.get());
             }
             Thread.sleep(10);
         }
