@@ -58,14 +58,6 @@ final class Forwarding {
     private int frameOffload = OffloadCheck.PLAIN;
     private long frameHeader;
     private int frameCsumOffset;
-    /**
-     * Learning: each frame's bytes 0..7 and 8..11 (the addresses), read for the whole burst in one loop before the
-     * burst is forwarded. The loads are independent of each other, so the lines they need (the frames' first lines,
-     * which a guest that wrote its addresses last holds) arrive together rather than one per frame between
-     * everything else forwarding does.
-     */
-    private final long[] addressHeads = new long[io.vswitch.config.SwitchSettings.MAX_BURST];
-    private final long[] addressTails = new long[io.vswitch.config.SwitchSettings.MAX_BURST];
 
     Forwarding(int workerId, boolean learning, MacTable macTable, SwitchPort[] allPorts, Handoff handoff) {
         this.workerId = workerId;
@@ -141,6 +133,7 @@ final class Forwarding {
     }
 
     private void forwardBurst(SwitchPort src, PacketBatch b, int n) {
+        final boolean learning = this.learning;   // a local: the loops below would read the field frame after frame
         long bytes = 0;
         final int maxFrame = src.maxFrame;
         final long now = passNow;
@@ -157,14 +150,10 @@ final class Forwarding {
         SwitchPort directPort = direct != null ? src.peer : null;
         int directFrames = 0;
         long directBytes = 0;
-        final boolean addressesRead = learning && n <= addressHeads.length;   // a burst never exceeds MAX_BURST
-        if (addressesRead) {
-            for (int i = 0; i < n; i++) {
-                if (b.frameLength(i) >= 14) {   // shorter ones are dropped below
-                    addressHeads[i] = b.u64(i, 0);
-                    addressTails[i] = b.u32(i, 8);
-                }
-            }
+        if (learning && !b.addressesCaptured()) {
+            // the ring's fast path reads them as it takes each frame; frames that came another way are read here,
+            // the whole burst in one loop of independent loads (see PacketBatch#captureAddresses)
+            b.readAddresses();
         }
         try {   // the frames already enqueued are counted even when a later one fails (its source memory gone)
             for (int i = 0; i < n; i++) {
@@ -214,8 +203,8 @@ final class Forwarding {
                 int out = MacTable.MISS;
                 if (learning) {
                     // bytes 0..7 (destination, the source's first two) and 8..11 (the rest of the source)
-                    long head = addressesRead ? addressHeads[i] : b.u64(i, 0);
-                    long tail = addressesRead ? addressTails[i] : b.u32(i, 8);
+                    long head = b.addressHead(i);
+                    long tail = b.addressTail(i);
                     if (head == burstHead && tail == burstTail && vlan == burstVlan) {
                         out = burstFrameOut;   // the addresses of the frame before: its decision (learning included) holds
                     } else {
@@ -249,8 +238,8 @@ final class Forwarding {
                         }
                         // learning: the frames right after it with the same addresses (one flow's run) go the same
                         // way, without the loop's other steps, while they are plain and of a length it accepts
-                        if (!addressesRead || i + 1 >= n || addressHeads[i + 1] != burstHead
-                                || addressTails[i + 1] != burstTail) {
+                        if (!learning || i + 1 >= n || b.addressHead(i + 1) != burstHead
+                                || b.addressTail(i + 1) != burstTail) {
                             break;
                         }
                         final int next = b.frameLength(i + 1);

@@ -96,6 +96,7 @@ public final class Worker implements Agent, KickSources {
         this.epoll = notify.epoll();
         this.macTable = macTable;
         this.batch = new PacketBatch(burst);
+        batch.captureAddresses(learning);   // the learning bridge reads each frame's addresses
         this.handoff = pool == null ? null
                 : new Handoff(pool, workers, burst, counters.newCounter("worker", worker, "cross_worker_frames"));
         this.forwarding = new Forwarding(id, learning, macTable, allPorts, handoff);

@@ -91,6 +91,60 @@ class VirtQueueDataPathTest {
         assertEquals(0, tx.dequeueBurst(batch), "nothing more available");
     }
 
+    /**
+     * A learning bridge's batch reads each frame's addresses (bytes 0..11) as the fast path takes it; a burst with
+     * a frame that came another way (a chain) says so, and readAddresses then reads them all, the same values.
+     */
+    @Test
+    void learningBatchesCarryEachFramesAddresses() throws Exception {
+        VirtioNetDevice device = start(new TestFrontend.Options());
+        PacketBatch batch = new PacketBatch(32);
+        batch.captureAddresses(true);
+        VirtQueue tx = device.txQueue();
+        byte[][] plain = {frame(60, 1), frame(1514, 2), frame(12, 3)};
+        for (byte[] f : plain) {
+            fe.transmit(f);   // one descriptor each: the fast path
+        }
+        assertEquals(plain.length, tx.dequeueBurst(batch));
+        assertTrue(batch.addressesCaptured(), "every frame came through the fast path");
+        for (int i = 0; i < plain.length; i++) {
+            assertEquals(head(plain[i]), batch.addressHead(i), "frame " + i + " bytes 0..7");
+            assertEquals(tail(plain[i]), batch.addressTail(i), "frame " + i + " bytes 8..11");
+        }
+        tx.completeTx(batch);
+        fe.txCompleted();
+
+        byte[][] mixed = {frame(60, 4), frame(300, 5), frame(64, 6)};
+        fe.transmit(mixed[0]);
+        fe.transmit(mixed[1], 3, false);   // chained: the general walk, which does not read them
+        fe.transmit(mixed[2]);
+        assertEquals(mixed.length, tx.dequeueBurst(batch));
+        assertFalse(batch.addressesCaptured(), "a chained frame in the burst");
+        batch.readAddresses();
+        assertTrue(batch.addressesCaptured());
+        for (int i = 0; i < mixed.length; i++) {
+            assertEquals(head(mixed[i]), batch.addressHead(i), "frame " + i + " bytes 0..7");
+            assertEquals(tail(mixed[i]), batch.addressTail(i), "frame " + i + " bytes 8..11");
+        }
+        tx.completeTx(batch);
+        fe.txCompleted();
+
+        batch.captureAddresses(false);   // cross-connect reads none
+        fe.transmit(frame(60, 7));
+        assertEquals(1, tx.dequeueBurst(batch));
+        assertFalse(batch.addressesCaptured());
+        tx.completeTx(batch);
+        fe.txCompleted();
+    }
+
+    private static long head(byte[] f) {
+        return java.nio.ByteBuffer.wrap(f).getLong(0);
+    }
+
+    private static long tail(byte[] f) {
+        return Integer.toUnsignedLong(java.nio.ByteBuffer.wrap(f).getInt(8));
+    }
+
     @Test
     void aBurstTakesAtMostTheBatchCapacityAndTheRestFollows() throws Exception {
         VirtioNetDevice device = start(new TestFrontend.Options());
