@@ -86,7 +86,10 @@ public final class PacketBatch {
         addressesCaptured = false;
     }
 
-    /** Whether every frame's addresses of frames at least 12 bytes long are in {@link #addressHead}/{@link #addressTail}. */
+    /**
+     * Whether the addresses of every frame of 14 bytes or more (the only ones forwarded) are in {@link #addressHead}
+     * and {@link #addressTail}; a shorter frame's entries may be stale.
+     */
     public boolean addressesCaptured() {
         return addressesCaptured;
     }
