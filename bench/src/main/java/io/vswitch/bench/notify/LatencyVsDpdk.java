@@ -91,6 +91,10 @@ final class LatencyVsDpdk {
                             h.getValueAtPercentile(50) / 1e3, h.getValueAtPercentile(99) / 1e3,
                             h.getValueAtPercentile(99.9) / 1e3, h.getMaxValue() / 1e3, run.result.roundTrips,
                             run.result.lost, run.c2cBefore, run.c2cAfter);
+                    if (!run.result.slowRoundTrips.isEmpty()) {
+                        NotifyModesBench.log("latency vs DPDK, round %d, %s: round trips over %d us, ended at: %s", k, backend,
+                                NotifyModesBench.SLOW_NANOS / 1000, String.join(", ", run.result.slowRoundTrips));
+                    }
                 } catch (Exception | AssertionError e) {
                     run.error = e.toString();
                     NotifyModesBench.log("latency vs DPDK, round %d, %s: failed: %s", k, backend, e);

@@ -175,6 +175,8 @@ public final class NotifyModesBench {
         long idleLoops;
         long idleBusyLoops;
         Histogram latency;
+        /** The measured round trips over {@link #SLOW_NANOS}, at most {@link #SLOW_KEPT}: when (wall clock) and how long. */
+        final List<String> slowRoundTrips = new ArrayList<>();
         long roundTrips;
         long lost;
         long latencyKicks;
@@ -442,10 +444,17 @@ public final class NotifyModesBench {
                     log("%s: round trip p50 %.1f us, p99 %.1f us, max %.1f us (%d round trips, %d lost; other load %.0f %%)",
                             r.mode, us(r.latency.getValueAtPercentile(50)), us(r.latency.getValueAtPercentile(99)),
                             us(r.latency.getMaxValue()), r.roundTrips, r.lost, r.latencyOther);
+                    if (!r.slowRoundTrips.isEmpty()) {
+                        log("%s: round trips over %d us, ended at: %s", r.mode, SLOW_NANOS / 1000, String.join(", ", r.slowRoundTrips));
+                    }
                 }
             }
         }
     }
+
+    /** A round trip slower than this is listed with its time of day (see {@link ModeResult#slowRoundTrips}). */
+    static final long SLOW_NANOS = 1_000_000;
+    static final int SLOW_KEPT = 50;
 
     /** The ping-pong, on one thread pinned to the bench cpu: a sends, b reflects, a receives. */
     static void pingPong(Options o, PingPongGuest a, PingPongGuest b, ModeResult r) throws Exception {
@@ -514,6 +523,10 @@ public final class NotifyModesBench {
             if (t0 >= measureFrom) {
                 if (ok) {
                     h.recordValue(t1 - t0);
+                    if (t1 - t0 > SLOW_NANOS && r.slowRoundTrips.size() < SLOW_KEPT) {
+                        // its wall-clock time, to match against the switch's own logs (-Xlog with the time decorator)
+                        r.slowRoundTrips.add(String.format(Locale.ROOT, "%s %.0f us", java.time.LocalTime.now(), us(t1 - t0)));
+                    }
                 } else {
                     lost++;
                 }
