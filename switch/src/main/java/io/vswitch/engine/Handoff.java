@@ -11,8 +11,9 @@ import java.lang.foreign.MemorySegment;
 /**
  * One worker's side of the cross-worker hand-off. A frame for a port of another worker is copied once into a
  * buffer of this worker's pool, behind a {@link HandoffHeader}, staged, and sent on an SPSC ring once per
- * pass (or sooner, when a burst's worth is staged for one worker); the other worker copies it into its guest and returns the buffer on a second ring, and this worker
- * reclaims it. No locks: each ring has one producer and one consumer.
+ * pass (or sooner, when a burst's worth is staged for one worker); the other worker copies it into its guest
+ * and returns the buffer on a second ring, and this worker reclaims it. No locks: each ring has one producer and
+ * one consumer.
  *
  * <pre>
  *   worker A                                          worker B

@@ -105,7 +105,7 @@ public final class PacketBatch {
         addressesCaptured = true;
     }
 
-    /** Bytes 0..7 of frame {@code frame}, big-endian, once {@link #addressesCaptured}; stale for a frame shorter than 12. */
+    /** Bytes 0..7 of frame {@code frame}, big-endian, once {@link #addressesCaptured}; may be stale for a frame shorter than 14. */
     public long addressHead(int frame) {
         return addressHead[frame];
     }
