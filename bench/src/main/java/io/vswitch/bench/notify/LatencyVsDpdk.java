@@ -32,6 +32,8 @@ import java.util.Locale;
 final class LatencyVsDpdk {
     static final String VSWITCH = "vswitch";
     static final String DPDK = "dpdk";
+    /** The second switch variant ({@code --vswitch-b-jar}, {@code --vswitch-b-opts}), when given. */
+    static final String VSWITCH_B = "vswitch-b";
 
     /** One backend's ping-pong in one round. */
     static final class Run {
@@ -41,6 +43,9 @@ final class LatencyVsDpdk {
         double c2cBefore = Double.NaN;
         double c2cAfter = Double.NaN;
         String error;
+        /** The switch's worker over the ping-pong (warm-up included): loops that forwarded, and their time. */
+        long busyLoops = -1;
+        long busyNanos = -1;
 
         Run(int round, String backend) {
             this.round = round;
@@ -72,15 +77,16 @@ final class LatencyVsDpdk {
             }
         }
         for (int k = 1; k <= o.dpdkLatencyRounds; k++) {
-            List<String> order = k % 2 == 1 ? List.of(VSWITCH, DPDK) : List.of(DPDK, VSWITCH);
-            for (String backend : order) {
+            for (String backend : order(o, k)) {
                 Run run = new Run(k, backend);
                 runs.add(run);
                 try {
                     Path dir = Files.createDirectories(work.resolve("latency-" + backend + "-" + k));
                     run.c2cBefore = NotifyModesBench.c2c(o);
                     if (backend.equals(VSWITCH)) {
-                        vswitch(o, dir, run);
+                        vswitch(o, dir, run, o.switchJar(), List.of());
+                    } else if (backend.equals(VSWITCH_B)) {
+                        vswitch(o, dir, run, o.vswitchBJar != null ? o.vswitchBJar : o.switchJar(), o.vswitchBOpts);
                     } else {
                         dpdk(o, dir, run);
                     }
@@ -91,6 +97,11 @@ final class LatencyVsDpdk {
                             h.getValueAtPercentile(50) / 1e3, h.getValueAtPercentile(99) / 1e3,
                             h.getValueAtPercentile(99.9) / 1e3, h.getMaxValue() / 1e3, run.result.roundTrips,
                             run.result.lost, run.c2cBefore, run.c2cAfter);
+                    if (run.busyLoops > 0) {
+                        NotifyModesBench.log("latency vs DPDK, round %d, %s: worker: %d busy loops%s", k, backend, run.busyLoops,
+                                run.busyNanos > 0 ? String.format(Locale.ROOT, ", %.0f ns each (-Dvswitch.loopTiming)",
+                                        (double) run.busyNanos / run.busyLoops) : "");
+                    }
                     if (!run.result.slowRoundTrips.isEmpty()) {
                         NotifyModesBench.log("latency vs DPDK, round %d, %s: round trips over %d us, ended at: %s", k, backend,
                                 NotifyModesBench.SLOW_NANOS / 1000, String.join(", ", run.result.slowRoundTrips));
@@ -104,15 +115,37 @@ final class LatencyVsDpdk {
         return runs;
     }
 
-    private static void vswitch(NotifyModesBench.Options o, Path dir, Run run) throws Exception {
+    /**
+     * The backends of round {@code k}, in the order they run: vswitch and DPDK alternate which goes first; with a
+     * second switch variant the three rotate (k = 1: vswitch, vswitch-b, dpdk; k = 2: vswitch-b, dpdk, vswitch;
+     * k = 3: dpdk, vswitch, vswitch-b; ...), so that each runs first, second and third equally often.
+     */
+    static List<String> order(NotifyModesBench.Options o, int k) {
+        if (!o.hasVswitchB()) {
+            return k % 2 == 1 ? List.of(VSWITCH, DPDK) : List.of(DPDK, VSWITCH);
+        }
+        List<String> all = List.of(VSWITCH, VSWITCH_B, DPDK);
+        List<String> order = new ArrayList<>();
+        for (int i = 0; i < all.size(); i++) {
+            order.add(all.get((k - 1 + i) % all.size()));
+        }
+        return order;
+    }
+
+    private static void vswitch(NotifyModesBench.Options o, Path dir, Run run, Path jar, List<String> jvmOptions)
+            throws Exception {
         Path config = NotifyModesBench.writeConfig(o, dir, "poll", "vswitch");
-        try (SwitchProcess sw = SwitchProcess.start(o.switchJar(), config, dir.resolve("vswitch-run/counters"),
+        try (SwitchProcess sw = SwitchProcess.start(jar, jvmOptions, config, dir.resolve("vswitch-run/counters"),
                 dir.resolve("vswitch.log"))) {
             sw.awaitSockets(List.of(dir.resolve("a.sock"), dir.resolve("b.sock")), Duration.ofSeconds(30));
             try (PingPongGuest a = PingPongGuest.attach(dir.resolve("a.sock"), o.eventIdx, 10_000);
                  PingPongGuest b = PingPongGuest.attach(dir.resolve("b.sock"), o.eventIdx, 10_000)) {
                 sw.awaitLinkUp(List.of("a", "b"), Duration.ofSeconds(30));
+                SwitchProcess.Counters c0 = sw.counters();
                 NotifyModesBench.pingPong(o, a, b, run.result);
+                SwitchProcess.Counters c1 = sw.counters();
+                run.busyLoops = c1.workers("busy_loops") - c0.workers("busy_loops");
+                run.busyNanos = c1.workers("busy_ns") - c0.workers("busy_ns");   // 0 without -Dvswitch.loopTiming
             }
         }
     }
@@ -183,23 +216,15 @@ final class LatencyVsDpdk {
                     num(r.c2cBefore), num(r.c2cAfter), Double.isNaN(r.c2cBefore) ? "" : r.near(o.c2cFarNanos) ? " (near)" : " (far)"));
         }
         out.append('\n');
+        List<String> backends = o.hasVswitchB() ? List.of(VSWITCH, VSWITCH_B, DPDK) : List.of(VSWITCH, DPDK);
+        if (o.hasVswitchB()) {
+            out.append(String.format(Locale.ROOT, "vswitch: %s; vswitch-b: %s%s%n", o.switchJar(),
+                    o.vswitchBJar != null ? o.vswitchBJar : o.switchJar(),
+                    o.vswitchBOpts.isEmpty() ? "" : " with " + String.join(" ", o.vswitchBOpts)));
+        }
         for (boolean nearOnly : new boolean[] {false, true}) {
-            List<Double> p99Ratios = new ArrayList<>();
-            List<Double> p50Ratios = new ArrayList<>();
-            List<Double> p999Ratios = new ArrayList<>();
-            for (int k = 1; k <= o.dpdkLatencyRounds; k++) {
-                Run v = find(runs, k, VSWITCH);
-                Run d = find(runs, k, DPDK);
-                if (v == null || d == null || v.result.latency == null || d.result.latency == null
-                        || nearOnly && !(v.near(o.c2cFarNanos) && d.near(o.c2cFarNanos))) {
-                    continue;
-                }
-                p50Ratios.add((double) v.result.latency.getValueAtPercentile(50) / d.result.latency.getValueAtPercentile(50));
-                p99Ratios.add((double) v.result.latency.getValueAtPercentile(99) / d.result.latency.getValueAtPercentile(99));
-                p999Ratios.add((double) v.result.latency.getValueAtPercentile(99.9) / d.result.latency.getValueAtPercentile(99.9));
-            }
             String which = nearOnly ? "rounds with both runs near" : "all rounds";
-            for (String backend : List.of(VSWITCH, DPDK)) {
+            for (String backend : backends) {
                 Histogram pooled = new Histogram(10_000_000_000L, 3);
                 List<Double> p99s = new ArrayList<>();
                 for (Run r : runs) {
@@ -216,15 +241,39 @@ final class LatencyVsDpdk {
                         p99s.size(), us(pooled.getValueAtPercentile(50)), us(pooled.getValueAtPercentile(99)),
                         us(pooled.getValueAtPercentile(99.9)), median(p99s), min(p99s), max(p99s)));
             }
-            if (!p99Ratios.isEmpty()) {
-                out.append(String.format(Locale.ROOT, "vswitch / DPDK in the same round, %s (%d): p50 %.3f (%.3f-%.3f),"
-                                + " p99 %.3f (%.3f-%.3f), p99.9 %.3f (%.3f-%.3f)%n", which, p99Ratios.size(),
+            List<String[]> pairs = new ArrayList<>();
+            pairs.add(new String[] {VSWITCH, DPDK});
+            if (o.hasVswitchB()) {
+                pairs.add(new String[] {VSWITCH_B, DPDK});
+                pairs.add(new String[] {VSWITCH_B, VSWITCH});
+            }
+            for (String[] pair : pairs) {
+                List<Double> p99Ratios = new ArrayList<>();
+                List<Double> p50Ratios = new ArrayList<>();
+                List<Double> p999Ratios = new ArrayList<>();
+                for (int k = 1; k <= o.dpdkLatencyRounds; k++) {
+                    Run v = find(runs, k, pair[0]);
+                    Run d = find(runs, k, pair[1]);
+                    if (v == null || d == null || v.result.latency == null || d.result.latency == null
+                            || nearOnly && !(v.near(o.c2cFarNanos) && d.near(o.c2cFarNanos))) {
+                        continue;
+                    }
+                    p50Ratios.add((double) v.result.latency.getValueAtPercentile(50) / d.result.latency.getValueAtPercentile(50));
+                    p99Ratios.add((double) v.result.latency.getValueAtPercentile(99) / d.result.latency.getValueAtPercentile(99));
+                    p999Ratios.add((double) v.result.latency.getValueAtPercentile(99.9) / d.result.latency.getValueAtPercentile(99.9));
+                }
+                if (p99Ratios.isEmpty()) {
+                    continue;
+                }
+                out.append(String.format(Locale.ROOT, "%s / %s in the same round, %s (%d): p50 %.3f (%.3f-%.3f),"
+                                + " p99 %.3f (%.3f-%.3f), p99.9 %.3f (%.3f-%.3f)%n", pair[0], pair[1], which, p99Ratios.size(),
                         median(p50Ratios), min(p50Ratios), max(p50Ratios), median(p99Ratios), min(p99Ratios), max(p99Ratios),
                         median(p999Ratios), min(p999Ratios), max(p999Ratios)));
-                if (!nearOnly) {
+                if (!nearOnly && pair[1].equals(DPDK)) {
                     double m = median(p99Ratios);
                     out.append(String.format(Locale.ROOT, "  %-7s p99 round trip in poll mode <= DPDK's vhost backend (median of the"
-                            + " per-round ratios): %.3f%n", m <= 1.0 ? "MET" : "MISSED", m));
+                            + " per-round ratios%s): %.3f%n", m <= 1.0 ? "MET" : "MISSED",
+                            pair[0].equals(VSWITCH) ? "" : ", " + pair[0], m));
                 }
             }
         }

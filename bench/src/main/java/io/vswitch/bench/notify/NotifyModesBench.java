@@ -78,6 +78,16 @@ public final class NotifyModesBench {
         String c2c = System.getProperty("notify.bench.c2c");
         double c2cFarNanos = 300;
         int dpdkLatencyRounds;
+        /**
+         * A second switch build or JVM option set in the DPDK comparison's rounds ({@code --vswitch-b-jar},
+         * {@code --vswitch-b-opts}): an A/B of two switch variants in one window, each against the same DPDK runs.
+         */
+        Path vswitchBJar;
+        List<String> vswitchBOpts = List.of();
+
+        boolean hasVswitchB() {
+            return vswitchBJar != null || !vswitchBOpts.isEmpty();
+        }
 
         /** The switch under test: the repository's build, or {@code NOTIFY_VSWITCH_JAR} (to compare two builds). */
         Path switchJar() {
@@ -103,6 +113,10 @@ public final class NotifyModesBench {
                                         DPDK's vhost backend (testpmd net_vhost, io fwd, lcore on --switch-cpu); 0: none
                                         (default 0). Only the comparison: --modes poll --idle-seconds 0 --skip-latency
                                         --skip-throughput --dpdk-latency-rounds N
+              --vswitch-b-jar JAR       with --dpdk-latency-rounds: a third backend in every round, "vswitch-b": this
+                                        switch jar (default: the same as vswitch's), to compare two builds in one window
+              --vswitch-b-opts 'WORDS'  with --dpdk-latency-rounds: vswitch-b's extra JVM options (e.g. a -D flag),
+                                        after NOTIFY_VSWITCH_JVM_OPTS
               --c2c-far-ns N            a core-to-core probe at or above N ns marks a run "far" (default 300)
               --tx-first-bursts N       testpmd 'start tx_first N' (default 8: 8 x 32 frames per port in flight, a full 256 ring)
               --switch-cpu N            the worker's cpu, 'cpus: [N]' (default 1)
@@ -890,6 +904,9 @@ public final class NotifyModesBench {
                 case "--throughput-runs" -> o.throughputReps = positive(Integer.parseInt(v), key);
                 case "--c2c-far-ns" -> o.c2cFarNanos = Double.parseDouble(v);
                 case "--dpdk-latency-rounds" -> o.dpdkLatencyRounds = Integer.parseInt(v);
+                case "--vswitch-b-jar" -> o.vswitchBJar = Path.of(v).toAbsolutePath();
+                case "--vswitch-b-opts" -> o.vswitchBOpts = java.util.Arrays.stream(v.trim().split("\\s+"))
+                        .filter(w -> !w.isEmpty()).toList();
                 case "--warmup-seconds" -> o.warmupSeconds = Double.parseDouble(v);
                 case "--tx-first-bursts" -> o.txFirstBursts = positive(Integer.parseInt(v), key);
                 case "--switch-cpu" -> o.switchCpu = Integer.parseInt(v);

@@ -61,9 +61,15 @@ final class SwitchProcess implements AutoCloseable {
     }
 
     static SwitchProcess start(Path jar, Path config, Path counters, Path log) throws IOException {
+        return start(jar, List.of(), config, counters, log);
+    }
+
+    /** As {@link #start(Path, Path, Path, Path)}, with {@code extraJvmOptions} after {@link #JVM_FLAGS}. */
+    static SwitchProcess start(Path jar, List<String> extraJvmOptions, Path config, Path counters, Path log) throws IOException {
         List<String> cmd = new ArrayList<>();
         cmd.add(java());
         cmd.addAll(JVM_FLAGS);
+        cmd.addAll(extraJvmOptions);
         cmd.addAll(List.of("-jar", jar.toString(), "run", "-c", config.toString()));
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
         LIVE.add(p);
