@@ -119,6 +119,7 @@ final class Forwarding {
      * copies into guests are done before this returns: {@code b}'s buffers may be returned, the queues flushed.
      */
     void forward(SwitchPort src, PacketBatch b, int n) {
+        crossConnectQueue = null;
         try {
             forwardBurst(src, b, n);
         } catch (RuntimeException | Error e) {
@@ -130,7 +131,18 @@ final class Forwarding {
             throw e;
         }
         copies.drain();
+        if (crossConnectQueue != null) {
+            // published now rather than at the end of the pass: x86 makes stores visible in program order, so the
+            // peer's used index would otherwise wait for the source's used ring (completeTx, next) to reach its
+            // line first. Only when both ports have one queue pair (see directQueue): then the peer gets one burst
+            // per pass, from its one source, and this publishes (and calls, in interrupt mode) no more often than
+            // the pass's end would. bench/RESULTS.md, session 15: the ping-pong's p50 0.80 x, same rounds.
+            crossConnectQueue.flushRx();
+        }
     }
+
+    /** The cross-connect peer's receive queue the last burst enqueued into directly (see directQueue), or null. */
+    private VirtQueue crossConnectQueue;
 
     private void forwardBurst(SwitchPort src, PacketBatch b, int n) {
         final boolean learning = this.learning;   // a local: the loops below would read the field frame after frame
@@ -147,6 +159,7 @@ final class Forwarding {
         // a plain local guest's queue (see directQueue): cross-connect's peer, for the whole burst, or learning's
         // destination, for the frames that resolve to it; its counts are added when the destination changes
         VirtQueue direct = learning || src.peer == null ? null : directQueue(src, src.peer);
+        crossConnectQueue = src.pairs == 1 ? direct : null;   // see forward
         SwitchPort directPort = direct != null ? src.peer : null;
         int directFrames = 0;
         long directBytes = 0;
