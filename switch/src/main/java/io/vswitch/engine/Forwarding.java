@@ -119,7 +119,6 @@ final class Forwarding {
      * copies into guests are done before this returns: {@code b}'s buffers may be returned, the queues flushed.
      */
     void forward(SwitchPort src, PacketBatch b, int n) {
-        crossConnectQueue = null;
         try {
             forwardBurst(src, b, n);
         } catch (RuntimeException | Error e) {
@@ -141,7 +140,7 @@ final class Forwarding {
         }
     }
 
-    /** The cross-connect peer's receive queue the last burst enqueued into directly (see directQueue), or null. */
+    /** The cross-connect peer's receive queue the burst enqueues into directly (see directQueue), or null: set first in forwardBurst. */
     private VirtQueue crossConnectQueue;
 
     private void forwardBurst(SwitchPort src, PacketBatch b, int n) {
