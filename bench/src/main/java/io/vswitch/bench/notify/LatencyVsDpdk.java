@@ -86,7 +86,7 @@ final class LatencyVsDpdk {
                     if (backend.equals(VSWITCH)) {
                         vswitch(o, dir, run, o.switchJar(), List.of());
                     } else if (backend.equals(VSWITCH_B)) {
-                        vswitch(o, dir, run, o.vswitchBJar != null ? o.vswitchBJar : o.switchJar(), o.vswitchBOpts);
+                        vswitch(o, dir, run, o.vswitchBJar(), o.vswitchBOpts);
                     } else {
                         dpdk(o, dir, run);
                     }
@@ -218,8 +218,7 @@ final class LatencyVsDpdk {
         out.append('\n');
         List<String> backends = o.hasVswitchB() ? List.of(VSWITCH, VSWITCH_B, DPDK) : List.of(VSWITCH, DPDK);
         if (o.hasVswitchB()) {
-            out.append(String.format(Locale.ROOT, "vswitch: %s; vswitch-b: %s%s%n", o.switchJar(),
-                    o.vswitchBJar != null ? o.vswitchBJar : o.switchJar(),
+            out.append(String.format(Locale.ROOT, "vswitch: %s; vswitch-b: %s%s%n", o.switchJar(), o.vswitchBJar(),
                     o.vswitchBOpts.isEmpty() ? "" : " with " + String.join(" ", o.vswitchBOpts)));
         }
         for (boolean nearOnly : new boolean[] {false, true}) {

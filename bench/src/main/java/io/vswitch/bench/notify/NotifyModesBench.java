@@ -89,6 +89,11 @@ public final class NotifyModesBench {
             return vswitchBJar != null || !vswitchBOpts.isEmpty();
         }
 
+        /** vswitch-b's jar: {@code --vswitch-b-jar}, or the same as vswitch's. */
+        Path vswitchBJar() {
+            return vswitchBJar != null ? vswitchBJar : switchJar();
+        }
+
         /** The switch under test: the repository's build, or {@code NOTIFY_VSWITCH_JAR} (to compare two builds). */
         Path switchJar() {
             String jar = System.getenv("NOTIFY_VSWITCH_JAR");
@@ -905,8 +910,7 @@ public final class NotifyModesBench {
                 case "--c2c-far-ns" -> o.c2cFarNanos = Double.parseDouble(v);
                 case "--dpdk-latency-rounds" -> o.dpdkLatencyRounds = Integer.parseInt(v);
                 case "--vswitch-b-jar" -> o.vswitchBJar = Path.of(v).toAbsolutePath();
-                case "--vswitch-b-opts" -> o.vswitchBOpts = java.util.Arrays.stream(v.trim().split("\\s+"))
-                        .filter(w -> !w.isEmpty()).toList();
+                case "--vswitch-b-opts" -> o.vswitchBOpts = SwitchProcess.words(v);
                 case "--warmup-seconds" -> o.warmupSeconds = Double.parseDouble(v);
                 case "--tx-first-bursts" -> o.txFirstBursts = positive(Integer.parseInt(v), key);
                 case "--switch-cpu" -> o.switchCpu = Integer.parseInt(v);

@@ -39,8 +39,12 @@ final class SwitchProcess implements AutoCloseable {
      */
     static final List<String> JVM_FLAGS = java.util.stream.Stream.of(JvmFlags.list().stream(),
             java.util.stream.Stream.of("-XX:+UseParallelGC", "-Xms256m"),
-            java.util.Arrays.stream(System.getenv().getOrDefault("NOTIFY_VSWITCH_JVM_OPTS", "").trim().split("\\s+"))
-                    .filter(w -> !w.isEmpty())).flatMap(x -> x).toList();
+            words(System.getenv().getOrDefault("NOTIFY_VSWITCH_JVM_OPTS", "")).stream()).flatMap(x -> x).toList();
+
+    /** The whitespace-separated words of {@code options} (JVM options from an environment variable or a command line). */
+    static List<String> words(String options) {
+        return java.util.Arrays.stream(options.trim().split("\\s+")).filter(w -> !w.isEmpty()).toList();
+    }
 
     private static final long CLK_TCK = clockTicks();
 
