@@ -27,12 +27,16 @@
 # --nb-cores=1; its main lcore blocks on stdin).
 #
 #   bench/loopback.sh [--duration S] [--warmup S] [--reps N] [--parts 1,2] [--tx-first-bursts N]
-#                     [--client-devargs K=V,...] [--no-huge] [--no-build] [--out FILE]
+#                     [--client-devargs K=V,...] [--client-fwd io|mac] [--no-dpdk] [--no-huge] [--no-build]
+#                     [--out FILE]
 #
 # Defaults: 20 s measured after 5 s warm-up, 3 reps, both parts, "start tx_first 8" (8 bursts of 32 frames
 # per port in flight: with 1 burst the loop is latency-bound, not throughput-bound), 512 MB of hugepages
 # per testpmd. --client-devargs is appended to both net_virtio_user vdevs (e.g. packed_vq=1 for packed
 # rings, in_order=0; both backends offer VIRTIO_F_IN_ORDER and VIRTIO_F_RING_PACKED).
+# --client-fwd mac runs part 1 with the client in mac forwarding (it writes each frame's addresses, as a guest
+# that builds or rewrites its frames does, so the frames' lines are the client's when the backend reads them);
+# --no-dpdk leaves part 1's DPDK runs out (A/B of two vswitch builds or flags, placement from the probes).
 #
 # Core-to-core latency: on a 2-vCPU VM the host moves the two vCPUs between placements in which one cache
 # line's round trip between them costs about 50-130 ns or about 500-560 ns, and the loopback moves with it
@@ -65,6 +69,8 @@ QUEUES=1
 MULTI_FLOW=0
 TX_FIRST=8
 CLIENT_DEVARGS=
+PART1_FWD=io
+PART1_DPDK=1
 HUGE=1
 BUILD=1
 OUT=
@@ -80,6 +86,8 @@ while [[ $# -gt 0 ]]; do
         --parts) PARTS="$2"; shift 2 ;;
         --tx-first-bursts) TX_FIRST="$2"; shift 2 ;;
         --client-devargs) CLIENT_DEVARGS="$2"; shift 2 ;;
+        --client-fwd) PART1_FWD="$2"; shift 2 ;;
+        --no-dpdk) PART1_DPDK=0; shift ;;
         --no-huge) HUGE=0; shift ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT="$2"; shift 2 ;;
@@ -406,8 +414,8 @@ echo "loopback: commit $COMMIT, $(nproc) cores, ${DURATION} s measured after ${W
      "tx_first $TX_FIRST burst(s), $([[ $HUGE == 1 ]] && echo hugepages || echo no hugepages)${CLIENT_DEVARGS:+, client devargs $CLIENT_DEVARGS}; logs in $WORK" >&2
 for rep in $(seq "$REPS"); do
     if [[ ",$PARTS," == *",1,"* ]]; then
-        measure "vswitch cross-connect (io)" vswitch-cross io "$rep"
-        measure "dpdk vhost (io)" dpdk io "$rep"
+        measure "vswitch cross-connect ($PART1_FWD)" vswitch-cross "$PART1_FWD" "$rep"
+        [[ $PART1_DPDK == 0 ]] || measure "dpdk vhost ($PART1_FWD)" dpdk "$PART1_FWD" "$rep"
     fi
     if [[ ",$PARTS," == *",2,"* ]]; then
         measure "vswitch learning (mac)" vswitch-learning mac "$rep"
@@ -459,6 +467,7 @@ for title, keep in (("all runs", lambda r: True),
             r = med[a] / med[b]
             print(f"ratio {a} / {b} = {r:.3f}  (target >= {target}: {'met' if r >= target else 'NOT met'})")
     ratio("vswitch cross-connect (io)", "dpdk vhost (io)", 1.0)
+    ratio("vswitch cross-connect (mac)", "dpdk vhost (mac)", 1.0)
     ratio("vswitch learning (mac)", "vswitch cross-connect (mac)", 0.95)
     ratio("vswitch via vxlan (io)", "vswitch cross-connect (io)", 0.0)
     ratio("vswitch via afpacket (io)", "vswitch cross-connect (io)", 0.0)

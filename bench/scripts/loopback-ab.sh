@@ -3,7 +3,7 @@
 # bench/loopback.sh part 1 (vswitch cross-connect, then DPDK's vhost backend, both with their core-to-core probes),
 # and prints one line per run, so that runs can be compared within one placement (see loopback.sh on placements).
 #   bench/scripts/loopback-ab.sh --rounds 3 --jars A.jar,B.jar,B.jar@-Dsome.flag=true [-- loopback.sh options]
-# e.g. -- --client-devargs packed_vq=1. loopback.sh takes /tmp/vswitch-build.lock itself: do not wrap this in flock.
+# e.g. -- --client-devargs packed_vq=1, --client-fwd mac, --no-dpdk. loopback.sh takes /tmp/vswitch-build.lock itself: do not wrap this in flock.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 rounds=3 jars=""
@@ -33,8 +33,8 @@ text = os.environ["LOOPBACK_OUT"]
 def run(label):
     m = re.search(label + r".*rep 1: +([\d.]+) Mpps.*?(?:worker: ([\d.]+)% of loops idle.*?)?round trip (\d+) ns before, (\d+) ns after", text)
     return m.groups() if m else ("?", None, "?", "?")
-v, idle, vb, va = run(r"vswitch cross-connect \(io\)")
-d, _, db, da = run(r"dpdk vhost \(io\)")
+v, idle, vb, va = run(r"vswitch cross-connect \((?:io|mac)\)")
+d, _, db, da = run(r"dpdk vhost \((?:io|mac)\)")
 print(f"{sys.argv[1]} {sys.argv[2]}: vswitch {v} ({vb}/{va}, idle {idle}%) | dpdk {d} ({db}/{da})")
 PY
   done
