@@ -96,6 +96,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
+[[ "$PART1_FWD" == io || "$PART1_FWD" == mac ]] || { echo "loopback: --client-fwd takes io or mac, not $PART1_FWD" >&2; exit 2; }
 command -v dpdk-testpmd >/dev/null || { echo "loopback: dpdk-testpmd not on PATH (apt-get install dpdk)" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "loopback: python3 is needed to parse testpmd's counters" >&2; exit 2; }
 
